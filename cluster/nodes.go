@@ -34,7 +34,7 @@ type Node struct {
 	// to distinct zones when there are enough. Empty: its own zone.
 	Zone string `json:"zone,omitempty"`
 	// Capacity is the node's storage in bytes; placement weights by it.
-	Capacity int64 `json:"capacity"`
+	Capacity int64     `json:"capacity"`
 	State    NodeState `json:"state"`
 	// Started is when this registration was made.
 	Started time.Time `json:"started"`
