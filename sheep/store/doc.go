@@ -1,0 +1,17 @@
+// Package store keeps a sheep node's objects on its local disk: one sparse
+// file per object under objects/, named by the object id in hex.
+//
+// The directory carries a small format file (format.json: format name,
+// version, object size) written when the store is created and checked at
+// every open, so a node never serves a directory of another format or
+// another object size; it is flock'ed while open, so two nodes never share
+// one. CreateAndWrite stages a whole new object in tmp/ and renames it into
+// place; tmp/ is emptied at open.
+//
+// Durability follows a disk with a volatile cache: a write is durable once
+// Flush returns (Flush fdatasyncs every object written since the last
+// Flush, and the objects directory if entries changed), or at once when it
+// was written with FUA. Reads of ranges never written, and of objects that
+// do not exist, return zeros. Open file descriptors are kept in a bounded
+// LRU cache so hot objects are not reopened per I/O.
+package store
