@@ -1,0 +1,15 @@
+// Command lab builds and boots the lab: a QEMU (TCG) guest running a Debian
+// cloud kernel that has ublk_drv, where the project's binaries and the
+// guest-side test scripts of tests/lab run as root against real ublk.
+//
+//	lab kernel [--kernel 6.12|7.3|all]   download and cache the guest kernels
+//	lab run --kernel 6.12 [TEST...]      boot, run tests/lab scripts, report
+//	lab shell --kernel 6.12              boot to an interactive guest shell
+//
+// The host side does everything with logic (caching, timeouts, console
+// parsing); the guest side is a small /init shell script that prints marker
+// lines on the serial console. Results are per-test PASS/FAIL/SKIP lines and
+// a final "lab: N passed, N failed, N skipped"; the exit status is non-zero
+// when any test failed, the guest crashed (BUG/Oops/panic/hung task) or the
+// wall-clock timeout fired.
+package main

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sheepblk/sheepblk/tools/lab/initramfs"
+	"github.com/sheepblk/sheepblk/tools/lab/kernel"
+)
+
+//go:embed init.sh
+var initScript []byte
+
+// requiredTools are the real (non-busybox) tools the guest scripts call
+// by full path; optionalTools go in when the host has them.
+var (
+	requiredTools = []string{
+		"/usr/sbin/mke2fs", "/usr/sbin/mkfs.ext4", "/usr/sbin/e2fsck",
+		"/usr/sbin/blkdiscard", "/usr/sbin/losetup", "/usr/sbin/blockdev",
+		"/usr/bin/fio", "/usr/bin/jq",
+	}
+	optionalTools = []string{"/usr/sbin/nbd-client", "/usr/bin/nbd-server", "/usr/bin/etcd"}
+	hostFiles     = []string{"/etc/mke2fs.conf"}
+)
+
+var guestEtc = map[string][]byte{
+	"/etc/hosts":  []byte("127.0.0.1\tlocalhost lab\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+	"/etc/passwd": []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+	"/etc/group":  []byte("root:x:0:\nnogroup:x:65534:\n"),
+}
+
+// imageOptions say what goes into one boot's initramfs.
+type imageOptions struct {
+	cacheDir string
+	outDir   string
+	binDir   string   // the project's static binaries (make build)
+	testsDir string   // tests/lab
+	goTests  []string // packages whose test binaries go in
+	plan     []byte   // /lab/plan
+	log      zerolog.Logger
+}
+
+// buildInitrd returns the path of the initrd for k: the cached base
+// archive followed by this run's overlay.
+func buildInitrd(k *kernel.Kernel, o imageOptions) (string, error) {
+	tools := append([]string{}, requiredTools...)
+	for _, t := range requiredTools {
+		if _, err := os.Stat(t); err != nil {
+			return "", fmt.Errorf("lab tool %s missing on the host: install e2fsprogs, util-linux and fio", t)
+		}
+	}
+	for _, t := range optionalTools {
+		if _, err := os.Stat(t); err == nil {
+			tools = append(tools, t)
+		}
+	}
+	order, err := k.LoadOrder()
+	if err != nil {
+		return "", err
+	}
+	var modules []string
+	for _, m := range order {
+		modules = append(modules, filepath.Join(k.ModulesDir(), m))
+	}
+	base, err := initramfs.Base(initramfs.BaseOptions{
+		CacheDir: o.cacheDir,
+		Key:      k.Version,
+		Busybox:  "/bin/busybox",
+		Tools:    tools,
+		Files:    hostFiles,
+		Modules:  modules,
+		Extra:    guestEtc,
+	})
+	if err != nil {
+		return "", fmt.Errorf("base initramfs: %w", err)
+	}
+	overlay := filepath.Join(o.outDir, "overlay-"+k.Label+".cpio.gz")
+	if err := buildOverlay(overlay, o); err != nil {
+		return "", fmt.Errorf("overlay initramfs: %w", err)
+	}
+	initrd := filepath.Join(o.outDir, "initrd-"+k.Label+".img")
+	if err := initramfs.Concat(initrd, base, overlay); err != nil {
+		return "", err
+	}
+	return initrd, nil
+}
+
+func buildOverlay(file string, o imageOptions) error {
+	st, err := initramfs.NewStage(o.outDir)
+	if err != nil {
+		return err
+	}
+	defer st.Remove()
+	if err := st.AddBytes("/init", initScript, 0o755); err != nil {
+		return err
+	}
+	if err := st.AddBytes("/lab/plan", o.plan, 0o644); err != nil {
+		return err
+	}
+	if err := st.AddTree(o.testsDir, "/lab/tests"); err != nil {
+		return fmt.Errorf("add guest tests from %s: %w", o.testsDir, err)
+	}
+	if err := st.Mkdir("/lab/gotest"); err != nil {
+		return err
+	}
+	for _, name := range []string{"ublkctl", "sheep", "dog"} {
+		p := filepath.Join(o.binDir, name)
+		if _, err := os.Stat(p); err != nil {
+			o.log.Warn().Str("binary", p).Msg("not built; the guest runs without it (make build)")
+			continue
+		}
+		if err := st.AddFile(p, "/usr/local/bin/"+name); err != nil {
+			return err
+		}
+	}
+	testBins, err := buildGoTests(o)
+	if err != nil {
+		return err
+	}
+	for _, tb := range testBins {
+		if err := st.AddFile(tb, "/lab/gotest/"+filepath.Base(tb)); err != nil {
+			return err
+		}
+	}
+	return st.WriteArchiveFile(file)
+}
+
+// buildGoTests compiles each package's tests into a static binary
+// (CGO_ENABLED=0: AllThreadsSyscall needs it, and the guest has no libc
+// for Go). A package that does not compile yet, or has no tests, is
+// skipped with a warning: others may still be writing it.
+func buildGoTests(o imageOptions) ([]string, error) {
+	dir := filepath.Join(o.outDir, "gotest")
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("clear %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	var bins []string
+	for _, pkg := range o.goTests {
+		name := filepath.Base(strings.TrimSuffix(pkg, "/...")) + ".test"
+		out := filepath.Join(dir, name)
+		cmd := exec.Command("go", "test", "-c", "-o", out, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		cmd.Stdout = &stderr
+		if err := cmd.Run(); err != nil {
+			o.log.Warn().Str("package", pkg).Str("error", firstLine(stderr.String())).Msg("test binary does not build; left out")
+			continue
+		}
+		if _, err := os.Stat(out); err != nil {
+			o.log.Info().Str("package", pkg).Msg("no tests; left out")
+			continue
+		}
+		bins = append(bins, out)
+	}
+	return bins, nil
+}
+
+// firstLine squeezes compiler output into one log field: its first
+// three lines.
+func firstLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > 3 {
+		lines = lines[:3]
+	}
+	return strings.Join(lines, "; ")
+}
