@@ -1,0 +1,270 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Client defaults, used for zero ClientOptions fields.
+const (
+	DefaultDialTimeout       = 5 * time.Second
+	DefaultCallTimeout       = 30 * time.Second
+	DefaultBackoffMin        = 50 * time.Millisecond
+	DefaultBackoffMax        = 5 * time.Second
+	DefaultTimeoutResolution = 10 * time.Millisecond
+
+	// stallGrace is how long the transport may keep using an expired call's
+	// buffers (a request write or a reply read in progress) before the
+	// connection is declared stuck and closed, so Done is never held back
+	// for long.
+	stallGrace = time.Second
+)
+
+// ClientOptions configures a Client. Zero fields take the defaults.
+type ClientOptions struct {
+	// Conns is the number of connections to the peer (default 1); calls are
+	// spread over them round robin. Use a few where one connection cannot
+	// fill the link.
+	Conns       int
+	DialTimeout time.Duration
+	// CallTimeout is the deadline of a call that has none (Call.Deadline and
+	// the context of Do both unset).
+	CallTimeout time.Duration
+	// MaxHeader and MaxBody bound request and reply frames (defaults
+	// DefaultMaxHeader and DefaultMaxBody).
+	MaxHeader, MaxBody int
+	// Backoff bounds the wait between failed dials; it doubles from Min up to
+	// Max and resets after a successful dial.
+	Backoff struct{ Min, Max time.Duration }
+	Logger  zerolog.Logger
+	// TimeoutResolution is how often pending calls are checked against their
+	// deadlines (default 10ms): a call fails at most this late.
+	TimeoutResolution time.Duration
+}
+
+func (o ClientOptions) withDefaults() ClientOptions {
+	if o.Conns <= 0 {
+		o.Conns = 1
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
+	if o.Backoff.Min <= 0 {
+		o.Backoff.Min = DefaultBackoffMin
+	}
+	if o.Backoff.Max < o.Backoff.Min {
+		o.Backoff.Max = max(DefaultBackoffMax, o.Backoff.Min)
+	}
+	if o.TimeoutResolution <= 0 {
+		o.TimeoutResolution = DefaultTimeoutResolution
+	}
+	return o
+}
+
+// Call is one request and, once Done runs, its reply. A Call may be reused
+// for a new request as soon as its Done has been called (or Do returned).
+type Call struct {
+	// ReqHeader and ReqBody are sent as they are (writev, not copied) and
+	// must stay untouched until Done. ReqBody may be nil.
+	ReqHeader []byte
+	ReqBody   []byte
+	// RespHeader and RespBody are buffers the caller provides; the reply is
+	// read directly into them and, on success, they are resliced to the
+	// reply's lengths. A reply longer than their capacity fails the call with
+	// ErrTooLarge. They must not overlap the request buffers.
+	RespHeader []byte
+	RespBody   []byte
+	// Deadline is when the call fails with ErrTimeout; zero means
+	// ClientOptions.CallTimeout from now.
+	Deadline time.Time
+	// Done is called exactly once, on an internal goroutine, after Err is
+	// set. It must not block; it may submit the Call again.
+	Done func(*Call)
+	// Err is nil on success, or ErrTimeout, ErrClosed, an error wrapping
+	// ErrConnection or ErrTooLarge, or a *RemoteError.
+	Err error
+
+	// Bookkeeping of the current submission, written only by the submitting
+	// goroutine, so a Call is reused without allocating.
+	cc      *clientConn
+	id      uint64
+	waiting bool          // submitted by Do, which waits on wait
+	wait    chan struct{} // allocated once per Call by its first Do
+}
+
+// fire reports the call's completion. The transport no longer touches the
+// Call or its buffers.
+func (call *Call) fire() {
+	waiting := call.waiting // read first: Done may resubmit the Call
+	if call.Done != nil {
+		call.Done(call)
+	}
+	if waiting {
+		call.wait <- struct{}{}
+	}
+}
+
+// failNow completes a call that never entered a connection, on its own
+// goroutine as Done's contract requires.
+func (call *Call) failNow(err error) {
+	call.Err = err
+	go call.fire()
+}
+
+// Client sends calls to one peer over a small pool of pipelined connections.
+type Client struct {
+	addr   string
+	opts   ClientOptions
+	lim    frameLimits
+	log    zerolog.Logger
+	conns  []*clientConn
+	next   atomic.Uint32
+	closed atomic.Bool
+
+	dialCtx    context.Context // cancelled by Close so no dial outlives it
+	cancelDial context.CancelFunc
+	stopScan   chan struct{}
+	wg         sync.WaitGroup // dialers, readers, writers, the deadline scanner
+}
+
+// NewClient returns a client for the TCP address addr. It dials lazily, on
+// the first call, and redials with backoff after failures.
+func NewClient(addr string, opts ClientOptions) *Client {
+	opts = opts.withDefaults()
+	c := &Client{
+		addr:     addr,
+		opts:     opts,
+		lim:      frameLimits{maxHeader: opts.MaxHeader, maxBody: opts.MaxBody}.withDefaults(),
+		log:      opts.Logger.With().Str("peer", addr).Logger(),
+		stopScan: make(chan struct{}),
+	}
+	c.dialCtx, c.cancelDial = context.WithCancel(context.Background())
+	c.conns = make([]*clientConn, opts.Conns)
+	for i := range c.conns {
+		c.conns[i] = &clientConn{c: c}
+	}
+	c.wg.Add(1)
+	go c.scanDeadlines()
+	return c
+}
+
+// Addr is the peer's address.
+func (c *Client) Addr() string { return c.addr }
+
+// Go starts a call and returns at once; call.Done runs when it completes.
+func (c *Client) Go(call *Call) {
+	c.submit(call, time.Time{}, false)
+}
+
+// Do makes a call and waits for it. The call's deadline is the earliest of
+// call.Deadline (or CallTimeout when unset) and ctx's deadline; if ctx is
+// cancelled first the call completes with ctx.Err(). When Do returns the
+// transport no longer uses the Call.
+func (c *Client) Do(ctx context.Context, call *Call) error {
+	if call.wait == nil {
+		call.wait = make(chan struct{}, 1)
+	}
+	ctxDeadline, _ := ctx.Deadline()
+	c.submit(call, ctxDeadline, true)
+	select {
+	case <-call.wait:
+	case <-ctx.Done():
+		c.cancel(call, ctx.Err())
+		<-call.wait
+	}
+	return call.Err
+}
+
+func (c *Client) submit(call *Call, ctxDeadline time.Time, waiting bool) {
+	call.Err, call.cc, call.waiting = nil, nil, waiting
+	if c.closed.Load() {
+		call.failNow(ErrClosed)
+		return
+	}
+	if len(call.ReqHeader) > c.lim.maxHeader || len(call.ReqBody) > c.lim.maxBody {
+		call.failNow(fmt.Errorf("%w: request header %d / body %d bytes, limits %d / %d",
+			ErrTooLarge, len(call.ReqHeader), len(call.ReqBody), c.lim.maxHeader, c.lim.maxBody))
+		return
+	}
+	now := time.Now()
+	deadline := call.Deadline
+	if deadline.IsZero() {
+		deadline = now.Add(c.opts.CallTimeout)
+	}
+	if !ctxDeadline.IsZero() && ctxDeadline.Before(deadline) {
+		deadline = ctxDeadline
+	}
+	cc := c.conns[0]
+	if len(c.conns) > 1 {
+		cc = c.conns[c.next.Add(1)%uint32(len(c.conns))]
+	}
+	cc.enqueue(call, deadline, now)
+}
+
+// cancel completes call with err if it is still pending.
+func (c *Client) cancel(call *Call, err error) {
+	if call.cc == nil {
+		return // failed before entering a connection; already completing
+	}
+	if fired := call.cc.finishCall(call, err); fired != nil {
+		go fired.fire()
+	}
+}
+
+// Close fails every pending call with ErrClosed, closes the connections and
+// waits for the client's goroutines. Calls made afterwards fail with ErrClosed.
+func (c *Client) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	c.cancelDial()
+	close(c.stopScan)
+	var fired []*Call
+	for _, cc := range c.conns {
+		fired = cc.close(fired)
+	}
+	if len(fired) > 0 {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			fireAll(fired)
+		}()
+	}
+	c.wg.Wait()
+	return nil
+}
+
+// scanDeadlines expires calls past their deadlines, one pass per tick, so
+// no timer is allocated per call.
+func (c *Client) scanDeadlines() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.opts.TimeoutResolution)
+	defer t.Stop()
+	var fired []*Call
+	for {
+		select {
+		case <-c.stopScan:
+			return
+		case now := <-t.C:
+			for _, cc := range c.conns {
+				fired = cc.expire(now, fired[:0])
+				fireAll(fired)
+				clear(fired)
+			}
+		}
+	}
+}
+
+func fireAll(calls []*Call) {
+	for _, call := range calls {
+		call.fire()
+	}
+}

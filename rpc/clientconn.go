@@ -1,0 +1,465 @@
+package rpc
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+const readBufferSize = 64 << 10
+
+// slotState tracks where a pending call is.
+type slotState uint8
+
+const (
+	slotFree   slotState = iota
+	slotQueued           // in the send queue, not yet taken by the writer
+	slotSent             // taken by the writer: a reply may arrive
+)
+
+// slot is one entry of a connection's table of pending calls. A request ID
+// is the slot index plus the slot's generation, which changes every time the
+// slot is freed, so a reply to an expired call cannot match a new one.
+type slot struct {
+	call       *Call
+	deadline   time.Time
+	finishedAt time.Time
+	sess       *session // the session whose reader/writer holds the call's buffers
+	gen        uint32
+	state      slotState
+	busy       uint8 // the writer and/or reader are using the call's buffers
+	finished   bool  // call.Err is final; Done waits only for busy to drop to 0
+}
+
+func makeID(idx int, gen uint32) uint64 { return uint64(gen)<<32 | uint64(uint32(idx)) }
+
+func splitID(id uint64) (idx int, gen uint32) { return int(uint32(id)), uint32(id >> 32) }
+
+// clientConn is one connection slot of a Client: the current session (if
+// any), the table of pending calls and the send queue. Everything is
+// guarded by mu.
+type clientConn struct {
+	c *Client
+
+	mu       sync.Mutex
+	closed   bool
+	sess     *session
+	dialing  bool
+	nextDial time.Time
+	backoff  time.Duration
+	lastErr  error
+	slots    []slot
+	free     []uint32
+	sendq    []uint64 // IDs to send; stale IDs (expired calls) are skipped
+}
+
+// session is one TCP connection and its reader and writer goroutines.
+type session struct {
+	conn net.Conn
+	wake chan struct{} // capacity 1: the send queue is not empty
+	dead chan struct{} // closed when the session is dropped
+}
+
+// enqueue puts call into the slot table and the send queue, starting a dial
+// if there is no connection.
+func (cc *clientConn) enqueue(call *Call, deadline, now time.Time) {
+	cc.mu.Lock()
+	if cc.closed {
+		cc.mu.Unlock()
+		call.failNow(ErrClosed)
+		return
+	}
+	if cc.sess == nil && !cc.dialing {
+		if now.Before(cc.nextDial) {
+			err := cc.lastErr
+			cc.mu.Unlock()
+			call.failNow(err)
+			return
+		}
+		cc.dialing = true
+		cc.c.wg.Add(1)
+		go cc.dial()
+	}
+	var idx int
+	if n := len(cc.free); n > 0 {
+		idx = int(cc.free[n-1])
+		cc.free = cc.free[:n-1]
+	} else {
+		idx = len(cc.slots)
+		cc.slots = append(cc.slots, slot{})
+	}
+	sl := &cc.slots[idx]
+	sl.call, sl.deadline, sl.state = call, deadline, slotQueued
+	id := makeID(idx, sl.gen)
+	call.cc, call.id = cc, id
+	cc.sendq = append(cc.sendq, id)
+	s := cc.sess
+	cc.mu.Unlock()
+	if s != nil {
+		s.signal()
+	}
+}
+
+func (s *session) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// finishLocked sets the call's final error, unless it has one already, and
+// returns the call if Done may run now (nobody is using its buffers).
+func (cc *clientConn) finishLocked(idx int, err error, now time.Time) *Call {
+	sl := &cc.slots[idx]
+	if sl.finished {
+		return nil
+	}
+	sl.finished = true
+	sl.finishedAt = now
+	sl.call.Err = err
+	if sl.busy > 0 {
+		return nil
+	}
+	return cc.freeLocked(idx)
+}
+
+// releaseLocked drops one use of the call's buffers and returns the call if
+// it was finished meanwhile and Done may now run.
+func (cc *clientConn) releaseLocked(idx int) *Call {
+	sl := &cc.slots[idx]
+	sl.busy--
+	if sl.busy > 0 || !sl.finished {
+		return nil
+	}
+	return cc.freeLocked(idx)
+}
+
+func (cc *clientConn) freeLocked(idx int) *Call {
+	sl := &cc.slots[idx]
+	call := sl.call
+	*sl = slot{gen: sl.gen + 1}
+	cc.free = append(cc.free, uint32(idx))
+	return call
+}
+
+// finishCall completes call with err if it is still pending on cc.
+func (cc *clientConn) finishCall(call *Call, err error) *Call {
+	idx, gen := splitID(call.id)
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if idx >= len(cc.slots) || cc.slots[idx].gen != gen || cc.slots[idx].call != call {
+		return nil
+	}
+	return cc.finishLocked(idx, err, time.Now())
+}
+
+// failAllLocked finishes every pending call with err and empties the send
+// queue; it appends the calls whose Done may run now to fired.
+func (cc *clientConn) failAllLocked(err error, fired []*Call) []*Call {
+	now := time.Now()
+	for idx := range cc.slots {
+		if cc.slots[idx].call == nil {
+			continue
+		}
+		if call := cc.finishLocked(idx, err, now); call != nil {
+			fired = append(fired, call)
+		}
+	}
+	cc.sendq = cc.sendq[:0]
+	return fired
+}
+
+// expire fails the calls past their deadline and drops the session if it
+// has held an expired call's buffers for longer than stallGrace.
+func (cc *clientConn) expire(now time.Time, fired []*Call) []*Call {
+	var stuck *session
+	cc.mu.Lock()
+	for idx := range cc.slots {
+		sl := &cc.slots[idx]
+		switch {
+		case sl.call == nil:
+		case !sl.finished:
+			if now.After(sl.deadline) {
+				if call := cc.finishLocked(idx, ErrTimeout, now); call != nil {
+					fired = append(fired, call)
+				}
+			}
+		case sl.busy > 0 && sl.sess != nil && sl.sess == cc.sess && now.Sub(sl.finishedAt) > stallGrace:
+			stuck = sl.sess
+		}
+	}
+	cc.mu.Unlock()
+	if stuck != nil {
+		cc.drop(stuck, connError(cc.c.addr, "i/o", errors.New("stalled past a call's deadline")))
+	}
+	return fired
+}
+
+// close is Client.Close for one connection.
+func (cc *clientConn) close(fired []*Call) []*Call {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cc.closed = true
+	if s := cc.sess; s != nil {
+		cc.sess = nil
+		close(s.dead)
+		s.conn.Close()
+	}
+	return cc.failAllLocked(ErrClosed, fired)
+}
+
+// drop ends session s (if it is still current), failing all pending calls
+// with err. The next call dials again.
+func (cc *clientConn) drop(s *session, err error) {
+	cc.mu.Lock()
+	if cc.sess != s {
+		cc.mu.Unlock()
+		return
+	}
+	cc.sess = nil
+	close(s.dead)
+	s.conn.Close()
+	fired := cc.failAllLocked(err, nil)
+	cc.mu.Unlock()
+	cc.c.log.Warn().Err(err).Int("failed_calls", len(fired)).Msg("rpc connection lost")
+	fireAll(fired)
+}
+
+func (cc *clientConn) dial() {
+	defer cc.c.wg.Done()
+	d := net.Dialer{Timeout: cc.c.opts.DialTimeout}
+	conn, err := d.DialContext(cc.c.dialCtx, "tcp", cc.c.addr)
+	cc.mu.Lock()
+	cc.dialing = false
+	if cc.closed {
+		cc.mu.Unlock()
+		if conn != nil {
+			conn.Close()
+		}
+		return
+	}
+	if err != nil {
+		o := cc.c.opts.Backoff
+		cc.backoff = min(max(2*cc.backoff, o.Min), o.Max)
+		cc.nextDial = time.Now().Add(cc.backoff)
+		cc.lastErr = connError(cc.c.addr, "dial", err)
+		fired := cc.failAllLocked(cc.lastErr, nil)
+		backoff := cc.backoff
+		cc.mu.Unlock()
+		cc.c.log.Warn().Err(err).Dur("retry_in", backoff).Msg("rpc dial failed")
+		fireAll(fired)
+		return
+	}
+	s := &session{conn: conn, wake: make(chan struct{}, 1), dead: make(chan struct{})}
+	cc.sess = s
+	cc.backoff = 0
+	cc.c.wg.Add(2)
+	go cc.writeLoop(s)
+	go cc.readLoop(s)
+	if len(cc.sendq) > 0 {
+		s.signal()
+	}
+	cc.mu.Unlock()
+	cc.c.log.Debug().Msg("rpc connected")
+}
+
+// writer is the state of one session's writer goroutine, kept across
+// batches so that sending allocates nothing.
+type writer struct {
+	queue []uint64 // the send queue taken from the clientConn
+	batch []int    // slot indices being written
+	hdrs  []byte   // frame headers of the batch
+	iov   [][]byte
+	bufs  net.Buffers
+	fired []*Call
+}
+
+// writeLoop sends queued calls: it takes the whole send queue, writes it with
+// one writev and repeats until the queue is empty, so concurrent callers
+// share syscalls.
+func (cc *clientConn) writeLoop(s *session) {
+	defer cc.c.wg.Done()
+	var w writer
+	for {
+		select {
+		case <-s.wake:
+		case <-s.dead:
+			return
+		}
+		for {
+			more, err := cc.writeBatch(s, &w)
+			if err != nil {
+				cc.drop(s, connError(cc.c.addr, "write", err))
+				return
+			}
+			if !more {
+				break
+			}
+		}
+	}
+}
+
+// writeBatch writes what is in the send queue; more is false when the queue
+// was empty or the session is gone.
+func (cc *clientConn) writeBatch(s *session, w *writer) (more bool, err error) {
+	cc.mu.Lock()
+	if cc.sess != s || len(cc.sendq) == 0 {
+		cc.mu.Unlock()
+		return false, nil
+	}
+	w.queue, cc.sendq = cc.sendq, w.queue[:0]
+	if need := frameHeaderSize * len(w.queue); cap(w.hdrs) < need {
+		w.hdrs = make([]byte, need)
+	}
+	w.batch, w.iov = w.batch[:0], w.iov[:0]
+	for _, id := range w.queue {
+		idx, gen := splitID(id)
+		if idx >= len(cc.slots) {
+			continue
+		}
+		sl := &cc.slots[idx]
+		if sl.gen != gen || sl.state != slotQueued || sl.finished {
+			continue // expired or failed while queued
+		}
+		sl.state, sl.sess = slotSent, s
+		sl.busy++
+		call := sl.call
+		hdr := w.hdrs[frameHeaderSize*len(w.batch):][:frameHeaderSize]
+		fh := frameHeader{flags: flagRequest, id: id, headerLen: uint32(len(call.ReqHeader)), bodyLen: uint32(len(call.ReqBody))}
+		fh.encode(hdr)
+		w.iov = append(w.iov, hdr, call.ReqHeader)
+		if len(call.ReqBody) > 0 {
+			w.iov = append(w.iov, call.ReqBody)
+		}
+		w.batch = append(w.batch, idx)
+	}
+	cc.mu.Unlock()
+	if len(w.batch) == 0 {
+		return true, nil
+	}
+	w.bufs = w.iov
+	_, err = w.bufs.WriteTo(s.conn)
+	clear(w.iov) // drop references to callers' buffers
+
+	cc.mu.Lock()
+	for _, idx := range w.batch {
+		if call := cc.releaseLocked(idx); call != nil {
+			w.fired = append(w.fired, call)
+		}
+	}
+	cc.mu.Unlock()
+	fireAll(w.fired)
+	clear(w.fired)
+	w.fired = w.fired[:0]
+	return true, err
+}
+
+// readLoop reads replies until the session fails.
+func (cc *clientConn) readLoop(s *session) {
+	defer cc.c.wg.Done()
+	r := replyReader{cc: cc, br: bufio.NewReaderSize(s.conn, readBufferSize)}
+	for {
+		if err := r.readReply(); err != nil {
+			select {
+			case <-s.dead: // dropped on purpose; the error is the consequence
+			default:
+				if errors.Is(err, ErrMalformedFrame) {
+					cc.c.log.Error().Err(err).Msg("rpc: closing connection after malformed reply")
+				}
+				cc.drop(s, connError(cc.c.addr, "read", err))
+			}
+			return
+		}
+	}
+}
+
+// replyReader reads reply frames into the buffers of the calls they answer.
+type replyReader struct {
+	cc      *clientConn
+	br      *bufio.Reader
+	hb      [frameHeaderSize]byte
+	scratch []byte // error messages; grows up to MaxHeader
+}
+
+// readReply reads one reply frame and completes its call. An error means
+// the stream can no longer be trusted.
+func (r *replyReader) readReply() error {
+	cc := r.cc
+	if _, err := io.ReadFull(r.br, r.hb[:]); err != nil {
+		return err
+	}
+	h, err := decodeFrameHeader(r.hb[:], cc.c.lim, flagResponse, flagResponse|flagError)
+	if err != nil {
+		return err
+	}
+	hl, bl := int(h.headerLen), int(h.bodyLen)
+	idx, gen := splitID(h.id)
+
+	cc.mu.Lock()
+	var call *Call
+	if idx < len(cc.slots) {
+		if sl := &cc.slots[idx]; sl.gen == gen && sl.state == slotSent && !sl.finished {
+			call = sl.call
+			sl.busy++
+		}
+	}
+	cc.mu.Unlock()
+	if call == nil {
+		// A late reply to an expired call, or an ID never issued: skip it.
+		_, err := r.br.Discard(hl + bl)
+		return err
+	}
+
+	var result error
+	switch {
+	case h.flags&flagError != 0:
+		if cap(r.scratch) < hl {
+			r.scratch = make([]byte, hl)
+		}
+		msg := r.scratch[:hl]
+		if _, err = io.ReadFull(r.br, msg); err == nil {
+			_, err = r.br.Discard(bl)
+		}
+		result = &RemoteError{Msg: string(msg)}
+	case hl > cap(call.RespHeader) || bl > cap(call.RespBody):
+		_, err = r.br.Discard(hl + bl)
+		result = fmt.Errorf("%w: reply header %d / body %d bytes, buffers hold %d / %d",
+			ErrTooLarge, hl, bl, cap(call.RespHeader), cap(call.RespBody))
+	default:
+		// Read straight into the caller's buffers; bufio hands large reads
+		// to the socket directly.
+		if _, err = io.ReadFull(r.br, call.RespHeader[:hl]); err == nil {
+			_, err = io.ReadFull(r.br, call.RespBody[:bl])
+		}
+	}
+	if err != nil {
+		result = err // the session is about to be dropped; this error is replaced
+	}
+
+	cc.mu.Lock()
+	if !cc.slots[idx].finished && result == nil {
+		call.RespHeader = call.RespHeader[:hl]
+		call.RespBody = call.RespBody[:bl]
+	}
+	if err != nil {
+		// Leave the call pending unless it already finished: dropping the
+		// session fails it with a connection error.
+		fired := cc.releaseLocked(idx)
+		cc.mu.Unlock()
+		if fired != nil {
+			fired.fire()
+		}
+		return err
+	}
+	cc.finishLocked(idx, result, time.Now())
+	fired := cc.releaseLocked(idx)
+	cc.mu.Unlock()
+	if fired != nil {
+		fired.fire()
+	}
+	return nil
+}

@@ -1,0 +1,129 @@
+package rpc
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func testLogger(t testing.TB) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+}
+
+// testServer is a Server serving on a loopback listener.
+type testServer struct {
+	*Server
+	addr   string
+	served chan error // Serve's result
+}
+
+func startServer(t testing.TB, h Handler, opts ServerOptions) *testServer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	return serveOn(t, l, h, opts)
+}
+
+func serveOn(t testing.TB, l net.Listener, h Handler, opts ServerOptions) *testServer {
+	t.Helper()
+	if opts.Logger.GetLevel() == zerolog.DebugLevel { // zero value: use the test log
+		opts.Logger = testLogger(t)
+	}
+	ts := &testServer{Server: NewServer(h, opts), addr: l.Addr().String(), served: make(chan error, 1)}
+	go func() { ts.served <- ts.Serve(l) }()
+	t.Cleanup(func() { ts.Close() })
+	return ts
+}
+
+func newTestClient(t testing.TB, addr string, opts ClientOptions) *Client {
+	t.Helper()
+	if opts.Logger.GetLevel() == zerolog.DebugLevel {
+		opts.Logger = testLogger(t)
+	}
+	c := NewClient(addr, opts)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// checksumHandler replies with header = crc32(req header) | crc32(req body)
+// | reply body length, and a body derived from the request body (each byte
+// plus one), so every byte of both directions is checked. A request header
+// of at least 12 bytes may ask for a delay (ms, u32 at offset 8).
+type checksumHandler struct{}
+
+func (checksumHandler) ServeRPC(ctx context.Context, req *Request, resp *Response) error {
+	if len(req.Header) >= 12 {
+		if d := binary.LittleEndian.Uint32(req.Header[8:]); d > 0 {
+			select {
+			case <-time.After(time.Duration(d) * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	h := resp.Buf(12)
+	binary.LittleEndian.PutUint32(h[0:], crc32.ChecksumIEEE(req.Header))
+	binary.LittleEndian.PutUint32(h[4:], crc32.ChecksumIEEE(req.Body))
+	binary.LittleEndian.PutUint32(h[8:], uint32(len(req.Body)))
+	resp.Header = h
+	if len(req.Body) > 0 {
+		b := resp.Buf(len(req.Body))
+		for i, v := range req.Body {
+			b[i] = v + 1
+		}
+		resp.Body = b
+	}
+	return nil
+}
+
+// checkReply verifies a checksumHandler reply to call.
+func checkReply(call *Call) error {
+	if call.Err != nil {
+		return call.Err
+	}
+	if len(call.RespHeader) != 12 {
+		return errors.New("reply header length wrong")
+	}
+	if binary.LittleEndian.Uint32(call.RespHeader[0:]) != crc32.ChecksumIEEE(call.ReqHeader) {
+		return errors.New("server saw a different request header")
+	}
+	if binary.LittleEndian.Uint32(call.RespHeader[4:]) != crc32.ChecksumIEEE(call.ReqBody) {
+		return errors.New("server saw a different request body")
+	}
+	if len(call.RespBody) != len(call.ReqBody) {
+		return errors.New("reply body length wrong")
+	}
+	for i, v := range call.ReqBody {
+		if call.RespBody[i] != v+1 {
+			return errors.New("reply body bytes wrong")
+		}
+	}
+	return nil
+}
+
+// delayHeader builds a request header asking checksumHandler to wait d.
+func delayHeader(buf []byte, tag uint64, d time.Duration) []byte {
+	buf = buf[:12]
+	binary.LittleEndian.PutUint64(buf, tag)
+	binary.LittleEndian.PutUint32(buf[8:], uint32(d/time.Millisecond))
+	return buf
+}
+
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,296 @@
+package rpc
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+)
+
+// serverCall is one request being served, pooled with its buffer list.
+type serverCall struct {
+	id       uint64
+	req      Request
+	resp     Response
+	reqHdr   *buffer
+	reqBody  *buffer
+	respBufs []*buffer
+	isError  bool
+}
+
+var serverCallPool = sync.Pool{New: func() any { return new(serverCall) }}
+
+func getServerCall() *serverCall {
+	call := serverCallPool.Get().(*serverCall)
+	call.resp.call = call
+	return call
+}
+
+// release returns the call's buffers and the call itself to their pools.
+func (call *serverCall) release() {
+	if call.reqHdr != nil {
+		putBuffer(call.reqHdr)
+	}
+	if call.reqBody != nil {
+		putBuffer(call.reqBody)
+	}
+	for i, b := range call.respBufs {
+		putBuffer(b)
+		call.respBufs[i] = nil
+	}
+	*call = serverCall{respBufs: call.respBufs[:0]}
+	serverCallPool.Put(call)
+}
+
+// serverConn serves one connection: a reader (serve), up to
+// MaxInFlightPerConn workers and a writer.
+type serverConn struct {
+	s      *Server
+	conn   net.Conn
+	remote net.Addr
+	br     *bufio.Reader
+	hb     [frameHeaderSize]byte
+
+	inFlight chan struct{} // semaphore: requests read and not yet replied to
+	work     chan *serverCall
+	workers  int // started so far; only the reader touches it
+	workerWG sync.WaitGroup
+
+	mu         sync.Mutex
+	replies    []*serverCall
+	wake       chan struct{}
+	writerStop chan struct{}
+	writerDone chan struct{}
+	broken     bool // a write failed: replies are dropped; writer-owned
+}
+
+func newServerConn(s *Server, conn net.Conn) *serverConn {
+	return &serverConn{
+		s:          s,
+		conn:       conn,
+		remote:     conn.RemoteAddr(),
+		br:         bufio.NewReaderSize(conn, readBufferSize),
+		inFlight:   make(chan struct{}, s.opts.MaxInFlightPerConn),
+		work:       make(chan *serverCall),
+		wake:       make(chan struct{}, 1),
+		writerStop: make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+}
+
+func (sc *serverConn) serve() {
+	defer sc.s.removeConn(sc)
+	go sc.writeLoop()
+	if err := sc.readLoop(); err != nil {
+		sc.logReadError(err)
+		// Replies to requests already read are dropped: the client has gone
+		// or cannot be trusted.
+		sc.conn.Close()
+	}
+	close(sc.work)
+	sc.workerWG.Wait()
+	close(sc.writerStop)
+	<-sc.writerDone
+	sc.conn.Close()
+}
+
+func (sc *serverConn) logReadError(err error) {
+	log := sc.s.log
+	switch {
+	case errors.Is(err, ErrMalformedFrame), errors.Is(err, io.ErrUnexpectedEOF):
+		log.Warn().Err(err).Stringer("remote", sc.remote).Msg("rpc: closing connection after malformed frame")
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		log.Debug().Stringer("remote", sc.remote).Msg("rpc: connection closed")
+	default:
+		log.Info().Err(err).Stringer("remote", sc.remote).Msg("rpc: connection read failed")
+	}
+}
+
+// readLoop reads requests and hands them to workers. It returns nil when the
+// server is stopping (graceful), or the error that ended the connection.
+func (sc *serverConn) readLoop() error {
+	for {
+		select {
+		case sc.inFlight <- struct{}{}:
+		case <-sc.s.stopCh:
+			return nil
+		}
+		call, err := sc.readRequest()
+		if err != nil {
+			<-sc.inFlight
+			if errors.Is(err, os.ErrDeadlineExceeded) && sc.s.isStopping() {
+				return nil
+			}
+			return err
+		}
+		sc.dispatch(call)
+	}
+}
+
+// readRequest reads one request frame into pooled buffers. Lengths are
+// checked against the server's bounds before any buffer is taken.
+func (sc *serverConn) readRequest() (*serverCall, error) {
+	if _, err := io.ReadFull(sc.br, sc.hb[:]); err != nil {
+		return nil, err
+	}
+	h, err := decodeFrameHeader(sc.hb[:], sc.s.lim, flagRequest)
+	if err != nil {
+		return nil, err
+	}
+	call := getServerCall()
+	call.id = h.id
+	call.req.RemoteAddr = sc.remote
+	if h.headerLen > 0 {
+		call.reqHdr = getBuffer(int(h.headerLen))
+		call.req.Header = call.reqHdr.b
+	}
+	if h.bodyLen > 0 {
+		call.reqBody = getBuffer(int(h.bodyLen))
+		call.req.Body = call.reqBody.b
+	}
+	if _, err = io.ReadFull(sc.br, call.req.Header); err == nil {
+		_, err = io.ReadFull(sc.br, call.req.Body)
+	}
+	if err != nil {
+		call.release()
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("truncated frame (header %d, body %d bytes): %w", h.headerLen, h.bodyLen, err)
+	}
+	return call, nil
+}
+
+// dispatch hands call to an idle worker, starting one if none is idle and
+// fewer than MaxInFlightPerConn run.
+func (sc *serverConn) dispatch(call *serverCall) {
+	select {
+	case sc.work <- call:
+		return
+	default:
+	}
+	if sc.workers < cap(sc.inFlight) {
+		sc.workers++
+		sc.workerWG.Add(1)
+		go sc.worker()
+	}
+	sc.work <- call
+}
+
+func (sc *serverConn) worker() {
+	defer sc.workerWG.Done()
+	for call := range sc.work {
+		sc.handle(call)
+	}
+}
+
+func (sc *serverConn) handle(call *serverCall) {
+	err := sc.callHandler(call)
+	if err == nil && (len(call.resp.Header) > sc.s.lim.maxHeader || len(call.resp.Body) > sc.s.lim.maxBody) {
+		err = fmt.Errorf("%w: reply header %d / body %d bytes, limits %d / %d",
+			ErrTooLarge, len(call.resp.Header), len(call.resp.Body), sc.s.lim.maxHeader, sc.s.lim.maxBody)
+	}
+	if err != nil {
+		msg := err.Error()
+		if len(msg) > maxErrorMessage {
+			msg = msg[:maxErrorMessage]
+		}
+		call.isError = true
+		call.resp.Header = call.resp.Buf(len(msg))
+		copy(call.resp.Header, msg)
+		call.resp.Body = nil
+	}
+	sc.mu.Lock()
+	sc.replies = append(sc.replies, call)
+	sc.mu.Unlock()
+	select {
+	case sc.wake <- struct{}{}:
+	default:
+	}
+}
+
+// callHandler runs the handler, turning a panic into an error reply so one
+// bad request cannot take the node down.
+func (sc *serverConn) callHandler(call *serverCall) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			sc.s.log.Error().Interface("panic", p).Stringer("remote", sc.remote).Msg("rpc: handler panicked")
+			err = fmt.Errorf("handler panic: %v", p)
+		}
+	}()
+	return sc.s.h.ServeRPC(sc.s.ctx, &call.req, &call.resp)
+}
+
+// replyWriter is the writer goroutine's reusable state.
+type replyWriter struct {
+	batch []*serverCall
+	hdrs  []byte
+	iov   [][]byte
+	bufs  net.Buffers
+}
+
+// writeLoop writes replies in batches, one writev per drained queue, until
+// the workers are done and the last replies are flushed.
+func (sc *serverConn) writeLoop() {
+	defer close(sc.writerDone)
+	var w replyWriter
+	for {
+		stop := false
+		select {
+		case <-sc.wake:
+		case <-sc.writerStop:
+			stop = true
+		}
+		for sc.writeBatch(&w) {
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+// writeBatch writes the queued replies and releases them; it returns false
+// when the queue was empty.
+func (sc *serverConn) writeBatch(w *replyWriter) bool {
+	sc.mu.Lock()
+	w.batch, sc.replies = sc.replies, w.batch[:0]
+	sc.mu.Unlock()
+	if len(w.batch) == 0 {
+		return false
+	}
+	if !sc.broken {
+		if need := frameHeaderSize * len(w.batch); cap(w.hdrs) < need {
+			w.hdrs = make([]byte, need)
+		}
+		w.iov = w.iov[:0]
+		for i, call := range w.batch {
+			fh := frameHeader{flags: flagResponse, id: call.id,
+				headerLen: uint32(len(call.resp.Header)), bodyLen: uint32(len(call.resp.Body))}
+			if call.isError {
+				fh.flags |= flagError
+			}
+			hdr := w.hdrs[frameHeaderSize*i:][:frameHeaderSize]
+			fh.encode(hdr)
+			w.iov = append(w.iov, hdr, call.resp.Header)
+			if len(call.resp.Body) > 0 {
+				w.iov = append(w.iov, call.resp.Body)
+			}
+		}
+		w.bufs = w.iov
+		if _, err := w.bufs.WriteTo(sc.conn); err != nil {
+			sc.broken = true
+			sc.s.log.Info().Err(err).Stringer("remote", sc.remote).Msg("rpc: reply write failed; closing connection")
+			sc.conn.Close() // the reader stops too
+		}
+		clear(w.iov)
+	}
+	for i, call := range w.batch {
+		call.release()
+		w.batch[i] = nil
+		<-sc.inFlight
+	}
+	return true
+}
