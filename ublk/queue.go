@@ -1,0 +1,294 @@
+package ublk
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/sheepblk/sheepblk/backend"
+	"github.com/sheepblk/sheepblk/ublk/uapi"
+	"github.com/sheepblk/sheepblk/uring"
+)
+
+// user_data of a queue's SQEs: the kind in the high 32 bits, the tag low.
+const (
+	kindIO      = 1 << 32
+	kindEventfd = 2 << 32
+)
+
+// queue serves one hardware queue of a device: its own io_uring on its own
+// locked OS thread, so every FETCH_REQ and COMMIT_AND_FETCH_REQ comes from
+// the one task the driver binds the queue to.
+type queue struct {
+	id      uint16
+	depth   int
+	maxIO   int
+	devSize int64
+	cdev    int
+	cpu     int // CPU to pin to, -1 for none
+	log     zerolog.Logger
+
+	ring  *uring.Ring
+	descs []byte // the driver's ublksrv_io_desc array, mmapped read-only
+	bufs  []byte // depth × maxIO, mmapped and mlocked
+	disp  *dispatcher
+	efd   int
+	efdv  *[8]byte // where the eventfd read lands (heap: never moves)
+
+	live      int // tags the kernel or the backend still owns
+	inBackend int // tags handed to the backend and not yet back
+	stopping  atomic.Bool
+	tid       atomic.Int32
+
+	onCQE  func(*uring.CQE) // method values made once: no allocation per reap
+	finish func(r *backend.Request)
+}
+
+type queueOptions struct {
+	id      uint16
+	depth   int
+	maxIO   int
+	devSize int64
+	cdev    int
+	cpu     int
+	be      backend.Backend
+	log     zerolog.Logger
+}
+
+func newQueue(o queueOptions) (*queue, error) {
+	q := &queue{id: o.id, depth: o.depth, maxIO: o.maxIO, devSize: o.devSize, cdev: o.cdev, cpu: o.cpu, log: o.log, efd: -1, efdv: new([8]byte)}
+	descSize := roundUp(o.depth*int(uapi.SizeofIODesc), unix.Getpagesize())
+	descStride := roundUp(uapi.MaxQueueDepth*int(uapi.SizeofIODesc), unix.Getpagesize())
+	var err error
+	q.descs, err = unix.Mmap(o.cdev, int64(uapi.CmdBufOffset+int(o.id)*descStride), descSize, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return nil, fmt.Errorf("queue %d: mmap descriptors: %w", o.id, err)
+	}
+	if q.bufs, err = allocBuffers(o.depth * o.maxIO); err != nil {
+		q.close()
+		return nil, fmt.Errorf("queue %d: %w", o.id, err)
+	}
+	// A blocking eventfd: io_uring turns a read of it into a poll, while a
+	// non-blocking one would complete at once with -EAGAIN.
+	if q.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC); err != nil {
+		q.close()
+		return nil, fmt.Errorf("queue %d: eventfd: %w", o.id, err)
+	}
+	q.disp = newDispatcher(o.be, o.depth, q.efd)
+	q.onCQE = q.handleCQE
+	q.finish = q.finishRequest
+	return q, nil
+}
+
+func roundUp(n, to int) int { return (n + to - 1) / to * to }
+
+// allocBuffers maps and locks a buffer region. MCL_FUTURE would lock it
+// anyway; locking it explicitly makes a missing privilege an error here
+// rather than a page fault under memory pressure later.
+func allocBuffers(size int) ([]byte, error) {
+	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	if err != nil {
+		return nil, fmt.Errorf("allocate %d bytes of I/O buffers: %w", size, err)
+	}
+	if err := unix.Mlock(b); err != nil {
+		unix.Munmap(b)
+		return nil, fmt.Errorf("lock %d bytes of I/O buffers: %w (raise RLIMIT_MEMLOCK or run as root)", size, err)
+	}
+	return b, nil
+}
+
+func (q *queue) buf(tag int) []byte { return q.bufs[tag*q.maxIO : (tag+1)*q.maxIO] }
+
+func (q *queue) desc(tag int) *uapi.IODesc {
+	return (*uapi.IODesc)(unsafe.Pointer(&q.descs[tag*int(uapi.SizeofIODesc)]))
+}
+
+// run is the queue thread. It reports on ready once every FETCH_REQ is
+// queued, then serves until the device stops. It never blocks on anything
+// but io_uring_enter.
+func (q *queue) run(ready chan<- error) error {
+	// Never unlocked: when run returns the goroutine exits and the runtime
+	// retires the thread with it, along with its io_uring task context.
+	runtime.LockOSThread()
+	q.tid.Store(int32(unix.Gettid()))
+	if q.cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(q.cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			q.log.Warn().Err(err).Int("cpu", q.cpu).Msg("cannot pin queue thread")
+		}
+	}
+	entries := uint32(1)
+	for entries < uint32(q.depth)+1 {
+		entries <<= 1
+	}
+	ring, err := uring.New(uring.Options{
+		Entries: entries, Flags: uring.SetupSQE128,
+		OptionalFlags: uring.SetupCoopTaskrun | uring.SetupSingleIssuer,
+	})
+	if err != nil {
+		ready <- fmt.Errorf("queue %d: %w", q.id, err)
+		return err
+	}
+	q.ring = ring
+	for tag := 0; tag < q.depth; tag++ {
+		if err := q.queueIOCmd(uapi.UIOFetchReq, tag, 0); err != nil {
+			ready <- err
+			return err
+		}
+	}
+	q.live = q.depth
+	if err := q.armEventfd(); err != nil {
+		ready <- err
+		return err
+	}
+	q.log.Debug().Int("tid", int(q.tid.Load())).Int("cpu", q.cpu).Uint32("sq_entries", ring.SQEntries()).Msg("queue ready")
+	// The fetches are submitted by the first SubmitAndWait below, in the
+	// same io_uring_enter that then waits: START_DEV, which needs them all,
+	// cannot finish before this thread is in the kernel serving them.
+	ready <- nil
+	for q.live > 0 && !(q.stopping.Load() && q.inBackend == 0) {
+		if _, err := ring.SubmitAndWait(1); err != nil && err != syscall.EBUSY {
+			q.log.Error().Err(err).Msg("io_uring_enter failed; queue stops")
+			return err
+		}
+		ring.Reap(q.onCQE)
+	}
+	q.log.Debug().Msg("queue stopped")
+	return nil
+}
+
+// queueIOCmd queues a FETCH_REQ or COMMIT_AND_FETCH_REQ for tag.
+func (q *queue) queueIOCmd(op uint32, tag int, result int32) error {
+	sqe, err := q.ring.NextSQE()
+	if err == uring.ErrSQFull {
+		// Every tag has at most one command outstanding and the ring has
+		// room for all of them, so this is transient: hand over what is
+		// queued and take the slot.
+		if _, err = q.ring.Submit(); err == nil {
+			sqe, err = q.ring.NextSQE()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("queue %d tag %d: %w", q.id, tag, err)
+	}
+	sqe.PrepURingCmd(q.cdev, op)
+	sqe.UserData = kindIO | uint64(tag)
+	cmd := uapi.IOCmd{QID: q.id, Tag: uint16(tag), Result: result, Addr: uint64(uintptr(unsafe.Pointer(&q.bufs[tag*q.maxIO])))}
+	cmd.Encode(q.ring.Cmd(sqe))
+	return nil
+}
+
+func (q *queue) armEventfd() error {
+	sqe, err := q.ring.NextSQE()
+	if err != nil {
+		return fmt.Errorf("queue %d: arm eventfd: %w", q.id, err)
+	}
+	sqe.PrepRead(q.efd, q.efdv[:], 0)
+	sqe.UserData = kindEventfd
+	return nil
+}
+
+func (q *queue) handleCQE(cqe *uring.CQE) {
+	switch cqe.UserData &^ 0xffffffff {
+	case kindIO:
+		tag := int(cqe.UserData & 0xffff)
+		switch {
+		case cqe.Res == uapi.IOResOK:
+			q.startRequest(tag)
+		case cqe.Res == uapi.IOResAbort:
+			q.live-- // the device is going away: this tag is done
+		default:
+			q.live--
+			q.log.Error().Int("tag", tag).Err(syscall.Errno(-cqe.Res)).Msg("io command failed")
+		}
+	case kindEventfd:
+		q.disp.drain(q.finish)
+		if err := q.armEventfd(); err != nil {
+			q.log.Error().Err(err).Msg("cannot re-arm eventfd")
+		}
+	}
+}
+
+// startRequest turns the descriptor of tag into a backend request.
+func (q *queue) startRequest(tag int) {
+	d := q.desc(tag)
+	r := &q.disp.reqs[tag]
+	r.Offset = int64(d.StartSector) << 9
+	r.Length = int(d.NrSectors) << 9
+	r.FUA = d.Flags()&uapi.IOFFUA != 0
+	r.Buf = nil
+	valid := true
+	switch d.Op() {
+	case uapi.IOOpRead, uapi.IOOpWrite:
+		r.Op = backend.OpRead
+		if d.Op() == uapi.IOOpWrite {
+			r.Op = backend.OpWrite
+		}
+		valid = r.Length <= q.maxIO
+		if valid {
+			r.Buf = q.buf(tag)[:r.Length]
+		}
+	case uapi.IOOpFlush:
+		r.Op, r.Offset, r.Length = backend.OpFlush, 0, 0
+	case uapi.IOOpDiscard:
+		r.Op = backend.OpDiscard
+	case uapi.IOOpWriteZeroes:
+		r.Op = backend.OpWriteZeroes
+	default:
+		valid = false
+	}
+	// The descriptor is input like any other: never let it reach the
+	// backend outside the device or the tag's buffer.
+	if !valid || r.Offset < 0 || r.Offset+int64(r.Length) > q.devSize {
+		r.Result = -int32(syscall.EINVAL)
+		q.commitRequest(r)
+		return
+	}
+	q.inBackend++
+	q.disp.dispatch(r)
+}
+
+// finishRequest takes a request the backend is done with.
+func (q *queue) finishRequest(r *backend.Request) {
+	q.inBackend--
+	q.commitRequest(r)
+}
+
+// commitRequest hands a finished request back to the kernel and fetches
+// the tag's next one in the same command.
+func (q *queue) commitRequest(r *backend.Request) {
+	if err := q.queueIOCmd(uapi.UIOCommitAndFetchReq, int(r.Tag), r.Result); err != nil {
+		q.log.Error().Err(err).Msg("cannot commit request")
+		q.live--
+	}
+}
+
+// stop asks the queue thread to return once the backend holds no request.
+func (q *queue) stop() {
+	q.stopping.Store(true)
+	q.disp.wake()
+}
+
+func (q *queue) close() {
+	if q.ring != nil {
+		q.ring.Close()
+	}
+	if q.disp != nil && q.disp.kick != nil {
+		q.disp.stop()
+	}
+	if q.efd >= 0 {
+		unix.Close(q.efd)
+	}
+	if q.bufs != nil {
+		unix.Munmap(q.bufs)
+	}
+	if q.descs != nil {
+		unix.Munmap(q.descs)
+	}
+}
