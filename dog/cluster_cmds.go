@@ -1,0 +1,136 @@
+package dog
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sheepblk/sheepblk/cluster"
+)
+
+func clusterFormatCmd(g *globals) *cobra.Command {
+	var (
+		copies     int
+		objectSize string
+		force      bool
+	)
+	c := &cobra.Command{
+		Use:   "format",
+		Short: "Write the cluster settings (refuses a formatted cluster unless --force)",
+		Args:  cobra.NoArgs,
+		RunE: run(func(cmd *cobra.Command, _ []string) error {
+			osize, err := ParseSize(objectSize)
+			if err != nil {
+				return usagef("--object-size: %v", err)
+			}
+			cl, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			s, err := cl.Format(cmd.Context(), cluster.FormatOptions{Copies: copies, ObjectSize: osize, Force: force})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(g.io.Stdout, s)
+			}
+			_, err = fmt.Fprintf(g.io.Stdout, "formatted: %d copies, %s objects\n", s.Copies, FormatSize(s.ObjectSize))
+			return err
+		}),
+	}
+	c.Flags().IntVar(&copies, "copies", 3, "replicas of each object")
+	c.Flags().StringVar(&objectSize, "object-size", "4M", "object size, a power of two (e.g. 4M)")
+	c.Flags().BoolVar(&force, "force", false, "re-format a formatted cluster, forgetting every VDI")
+	return c
+}
+
+// ClusterInfo is `dog cluster info --json`.
+type ClusterInfo struct {
+	Formatted bool              `json:"formatted"`
+	Settings  *cluster.Settings `json:"settings,omitempty"`
+	Nodes     int               `json:"nodes"`
+	VDIs      int               `json:"vdis"`
+	Etcd      string            `json:"etcd"`
+}
+
+func clusterInfoCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "info",
+		Short: "Show the cluster settings and how many nodes and VDIs it has",
+		Args:  cobra.NoArgs,
+		RunE: run(func(cmd *cobra.Command, _ []string) error {
+			cl, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx := cmd.Context()
+			info := ClusterInfo{Etcd: cl.Endpoints()}
+			s, err := cl.Settings(ctx)
+			switch {
+			case err == nil:
+				info.Formatted, info.Settings = true, &s
+			case !errors.Is(err, cluster.ErrNotFormatted):
+				return err
+			}
+			nodes, err := cl.Nodes(ctx)
+			if err != nil {
+				return err
+			}
+			vdis, err := cl.VDIs(ctx)
+			if err != nil {
+				return err
+			}
+			info.Nodes, info.VDIs = len(nodes), len(vdis)
+			if g.json {
+				return printJSON(g.io.Stdout, info)
+			}
+			w := g.io.Stdout
+			if !info.Formatted {
+				fmt.Fprintf(w, "Cluster status: not formatted (run 'dog cluster format')\n")
+			} else {
+				fmt.Fprintf(w, "Cluster status: running\n")
+				fmt.Fprintf(w, "Formatted:      %s\n", formatTime(s.FormattedAt))
+				fmt.Fprintf(w, "Copies:         %d\n", s.Copies)
+				fmt.Fprintf(w, "Object size:    %s\n", FormatSize(s.ObjectSize))
+			}
+			fmt.Fprintf(w, "Nodes:          %d\n", info.Nodes)
+			fmt.Fprintf(w, "VDIs:           %d\n", info.VDIs)
+			_, err = fmt.Fprintf(w, "etcd:           %s\n", info.Etcd)
+			return err
+		}),
+	}
+}
+
+func nodeListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the live storage nodes",
+		Args:  cobra.NoArgs,
+		RunE: run(func(cmd *cobra.Command, _ []string) error {
+			cl, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			nodes, err := cl.Nodes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(g.io.Stdout, nodes)
+			}
+			t := newTable(g.io.Stdout, "ID", "ADDRESS", "ZONE", "CAPACITY", "STATE", "STARTED")
+			for _, n := range nodes {
+				zone := n.Zone
+				if zone == "" {
+					zone = "-"
+				}
+				t.row(n.ID, n.Addr, zone, FormatSize(n.Capacity), string(n.State), formatTime(n.Started))
+			}
+			return t.flush()
+		}),
+	}
+}

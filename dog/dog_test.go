@@ -1,0 +1,180 @@
+package dog_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/sheepblk/sheepblk/cluster"
+	"github.com/sheepblk/sheepblk/cluster/clustertest"
+	"github.com/sheepblk/sheepblk/dog"
+)
+
+// result is what one dog run produced.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// dogRun runs dog in-process with the etcd URL taken from the environment,
+// the way a user sets SHEEPBLK_ETCD.
+func dogRun(t *testing.T, etcd string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := dog.Execute(context.Background(), args, dog.IO{
+		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
+		Getenv: func(k string) string {
+			if k == dog.EnvEtcd {
+				return etcd
+			}
+			return ""
+		},
+	})
+	return result{code, out.String(), errb.String()}
+}
+
+func (r result) must(t *testing.T, code int) result {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", r.code, code, r.stdout, r.stderr)
+	}
+	if code != 0 {
+		if strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "dog: ") {
+			t.Fatalf("error output is not one 'dog: ' line: %q", r.stderr)
+		}
+		if strings.Contains(r.stderr, "goroutine") || strings.Contains(r.stderr, "panic") {
+			t.Fatalf("stack trace on stderr: %q", r.stderr)
+		}
+	}
+	return r
+}
+
+func TestDogWorkflow(t *testing.T) {
+	etcd := clustertest.Embedded(t)
+
+	info := dogRun(t, etcd, "cluster", "info").must(t, 0)
+	if !strings.Contains(info.stdout, "not formatted") {
+		t.Fatalf("info of fresh cluster: %q", info.stdout)
+	}
+	dogRun(t, etcd, "vdi", "create", "a", "1G").must(t, 1) // not formatted yet
+	out := dogRun(t, etcd, "cluster", "format", "--copies", "2").must(t, 0)
+	if !strings.Contains(out.stdout, "2 copies, 4M objects") {
+		t.Fatalf("format said %q", out.stdout)
+	}
+	refused := dogRun(t, etcd, "cluster", "format", "--copies", "3").must(t, 1)
+	if !strings.Contains(refused.stderr, "--force") {
+		t.Fatalf("refusal should mention --force: %q", refused.stderr)
+	}
+
+	var ci dog.ClusterInfo
+	if err := json.Unmarshal([]byte(dogRun(t, etcd, "cluster", "info", "--json").must(t, 0).stdout), &ci); err != nil {
+		t.Fatal(err)
+	}
+	if !ci.Formatted || ci.Settings.Copies != 2 || ci.Settings.ObjectSize != 4<<20 || ci.Etcd != etcd {
+		t.Fatalf("cluster info --json = %+v", ci)
+	}
+
+	var created cluster.VDI
+	if err := json.Unmarshal([]byte(dogRun(t, etcd, "vdi", "create", "disk0", "20G", "--json").must(t, 0).stdout), &created); err != nil {
+		t.Fatal(err)
+	}
+	if created.Name != "disk0" || created.Size != 20<<30 || created.Copies != 2 || created.ID == 0 {
+		t.Fatalf("created %+v", created)
+	}
+	dogRun(t, etcd, "vdi", "create", "disk1", "512M", "--copies", "1").must(t, 0)
+	dogRun(t, etcd, "vdi", "create", "disk0", "1G").must(t, 1) // exists
+
+	list := dogRun(t, etcd, "vdi", "list").must(t, 0).stdout
+	lines := strings.Split(strings.TrimSpace(list), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") ||
+		strings.Join(strings.Fields(lines[1])[:6], " ") != "disk0 1 20G 2 4096 5120" ||
+		strings.Join(strings.Fields(lines[2])[:6], " ") != "disk1 2 512M 1 4096 128" {
+		t.Fatalf("vdi list:\n%s", list)
+	}
+
+	dogRun(t, etcd, "vdi", "resize", "disk0", "30G").must(t, 0)
+	dogRun(t, etcd, "vdi", "resize", "disk0", "10G").must(t, 1) // shrink
+	dogRun(t, etcd, "vdi", "resize", "disk0", "10G", "--force").must(t, 0)
+	dogRun(t, etcd, "vdi", "delete", "disk1").must(t, 0)
+	dogRun(t, etcd, "vdi", "delete", "disk1").must(t, 1)
+
+	var vdis []cluster.VDI
+	if err := json.Unmarshal([]byte(dogRun(t, etcd, "vdi", "list", "--json").must(t, 0).stdout), &vdis); err != nil {
+		t.Fatal(err)
+	}
+	if len(vdis) != 1 || vdis[0].Name != "disk0" || vdis[0].Size != 10<<30 {
+		t.Fatalf("vdi list --json = %+v", vdis)
+	}
+
+	// A node registered by a sheep shows up in node list.
+	cl, err := cluster.Connect(cluster.Options{Endpoints: []string{etcd}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	reg, err := cl.Register(context.Background(), cluster.Node{ID: "sheep-0", Addr: "127.0.0.1:7000", Zone: "r1", Capacity: 1 << 40}, cluster.RegisterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	nl := dogRun(t, etcd, "node", "list").must(t, 0).stdout
+	if f := strings.Fields(strings.Split(nl, "\n")[1]); len(f) < 5 || f[0] != "sheep-0" || f[1] != "127.0.0.1:7000" || f[2] != "r1" || f[3] != "1T" || f[4] != "up" {
+		t.Fatalf("node list:\n%s", nl)
+	}
+	var nodes []cluster.Node
+	if err := json.Unmarshal([]byte(dogRun(t, etcd, "node", "list", "--json").must(t, 0).stdout), &nodes); err != nil || len(nodes) != 1 {
+		t.Fatalf("node list --json: %v %+v", err, nodes)
+	}
+
+	// --etcd beats the environment.
+	dogRun(t, "http://127.0.0.1:1", "vdi", "list", "--etcd", etcd).must(t, 0)
+	// --force re-format forgets VDIs.
+	dogRun(t, etcd, "cluster", "format", "--copies", "3", "--force").must(t, 0)
+	if l := dogRun(t, etcd, "vdi", "list", "--json").must(t, 0).stdout; strings.TrimSpace(l) != "[]" {
+		t.Fatalf("after forced format: %s", l)
+	}
+}
+
+func TestDogBadUsage(t *testing.T) {
+	etcd := clustertest.Embedded(t)
+	dogRun(t, etcd, "cluster", "format").must(t, 0)
+	for _, args := range [][]string{
+		{},
+		{"bogus"},
+		{"vdi"},
+		{"vdi", "bogus"},
+		{"vdi", "create"},
+		{"vdi", "create", "x"},
+		{"vdi", "create", "x", "20Q"},
+		{"vdi", "create", "x", "1000"},           // not a block multiple
+		{"vdi", "create", "a/b", "1G"},           // bad name
+		{"vdi", "create", "x", "1G", "--copies"}, // flag without value
+		{"vdi", "create", "x", "1G", "--copies", "many"},
+		{"vdi", "create", "x", "1G", "--copies", "99"},
+		{"vdi", "create", "x", "1G", "extra"},
+		{"vdi", "resize", "x"},
+		{"vdi", "delete"},
+		{"vdi", "list", "extra"},
+		{"cluster", "format", "--copies", "0", "--force"},
+		{"cluster", "format", "--object-size", "3M", "--force"},
+		{"cluster", "format", "--object-size", "lots", "--force"},
+		{"node", "list", "--nope"},
+		{"vdi", "list", "--etcd", ""},
+	} {
+		r := dogRun(t, etcd, args...)
+		if r.code != 2 {
+			t.Errorf("dog %v: exit %d, want 2 (stderr %q)", args, r.code, r.stderr)
+			continue
+		}
+		r.must(t, 2)
+	}
+}
+
+func TestDogUnreachableEtcd(t *testing.T) {
+	r := dogRun(t, "http://127.0.0.1:1", "vdi", "list", "--timeout", "500ms").must(t, 1)
+	if !strings.Contains(r.stderr, "127.0.0.1:1") {
+		t.Fatalf("error should name the etcd endpoint: %q", r.stderr)
+	}
+}

@@ -1,0 +1,126 @@
+package dog
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sheepblk/sheepblk/cluster"
+)
+
+func vdiCommands(g *globals) []*cobra.Command {
+	return []*cobra.Command{vdiCreateCmd(g), vdiListCmd(g), vdiDeleteCmd(g), vdiResizeCmd(g)}
+}
+
+// printVDI reports one VDI after a change.
+func printVDI(g *globals, verb string, v cluster.VDI) error {
+	if g.json {
+		return printJSON(g.io.Stdout, v)
+	}
+	_, err := fmt.Fprintf(g.io.Stdout, "%s vdi %s: id %d, %s, %d copies\n", verb, v.Name, v.ID, FormatSize(v.Size), v.Copies)
+	return err
+}
+
+func vdiCreateCmd(g *globals) *cobra.Command {
+	var copies, blockSize int
+	c := &cobra.Command{
+		Use:   "create NAME SIZE",
+		Short: "Create a VDI (SIZE like 20G or 512M)",
+		Args:  args(2, "a NAME and a SIZE"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			size, err := ParseSize(args[1])
+			if err != nil {
+				return usagef("%v", err)
+			}
+			cl, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			v, err := cl.CreateVDI(cmd.Context(), cluster.CreateVDIOptions{Name: args[0], Size: size, Copies: copies, BlockSize: blockSize})
+			if err != nil {
+				return err
+			}
+			return printVDI(g, "created", v)
+		}),
+	}
+	c.Flags().IntVar(&copies, "copies", 0, "replicas of each object (default: the cluster's)")
+	c.Flags().IntVar(&blockSize, "block-size", cluster.DefaultBlockSize, "logical block size, 512 or 4096")
+	return c
+}
+
+func vdiListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the VDIs",
+		Args:  cobra.NoArgs,
+		RunE: run(func(cmd *cobra.Command, _ []string) error {
+			cl, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			vdis, err := cl.VDIs(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(g.io.Stdout, vdis)
+			}
+			t := newTable(g.io.Stdout, "NAME", "ID", "SIZE", "COPIES", "BLOCK", "OBJECTS", "CREATED")
+			for _, v := range vdis {
+				t.row(v.Name, strconv.FormatUint(uint64(v.ID), 10), FormatSize(v.Size), strconv.Itoa(v.Copies),
+					strconv.Itoa(v.BlockSize), strconv.FormatInt(v.Objects(), 10), formatTime(v.Created))
+			}
+			return t.flush()
+		}),
+	}
+}
+
+func vdiDeleteCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a VDI",
+		Args:  args(1, "a NAME"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			cl, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			v, err := cl.DeleteVDI(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printVDI(g, "deleted", v)
+		}),
+	}
+}
+
+func vdiResizeCmd(g *globals) *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:   "resize NAME SIZE",
+		Short: "Grow a VDI (shrinking needs --force)",
+		Args:  args(2, "a NAME and a SIZE"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			size, err := ParseSize(args[1])
+			if err != nil {
+				return usagef("%v", err)
+			}
+			cl, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			v, err := cl.ResizeVDI(cmd.Context(), cluster.ResizeVDIOptions{Name: args[0], Size: size, Force: force})
+			if err != nil {
+				return err
+			}
+			return printVDI(g, "resized", v)
+		}),
+	}
+	c.Flags().BoolVar(&force, "force", false, "allow shrinking (drops the data past the new end)")
+	return c
+}
