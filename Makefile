@@ -24,3 +24,30 @@ test-host:
 
 clean:
 	rm -rf $(BIN_DIR) out
+
+# --- The lab (tools/lab, tests/lab): real ublk in a QEMU (TCG) guest. ---
+# LAB_FLAGS adds runner flags (e.g. -v to stream the guest console).
+LAB_BIN   := out/lab/lab
+LAB_FLAGS ?=
+LAB_KERNEL ?= 6.12
+
+.PHONY: lab-runner lab-kernel lab-shell
+
+lab-runner:
+	@mkdir -p $(dir $(LAB_BIN))
+	$(GO) build -o $(LAB_BIN) ./tools/lab
+
+lab-kernel: lab-runner
+	$(LAB_BIN) kernel --kernel all
+
+# The full suite on 6.12 (what most users run), then a smoke run on 7.3
+# (every ublk feature); either failing fails the target.
+test-lab: build lab-runner
+	$(LAB_BIN) run --kernel 6.12 --timeout 20m $(LAB_FLAGS)
+	$(LAB_BIN) run --kernel 7.3 --timeout 8m $(LAB_FLAGS) 00-lab-sanity 12-target-file
+
+demo: build lab-runner
+	$(LAB_BIN) run --kernel $(LAB_KERNEL) --timeout 10m -v demo
+
+lab-shell: build lab-runner
+	$(LAB_BIN) shell --kernel $(LAB_KERNEL)

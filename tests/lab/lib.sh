@@ -20,15 +20,16 @@ mkdir -p "$WORK"
 
 say() { echo "$NAME: $*"; }
 
-# fail prints why, cleans up and exits 1.
+# fail prints why (on stderr, so it shows even inside $(...)), cleans up
+# and exits 1.
 fail() {
-	echo "$NAME: FAIL: $*"
+	echo "$NAME: FAIL: $*" >&2
 	cleanup
 	exit 1
 }
 
 skip() {
-	echo "$NAME: SKIP: $*"
+	echo "$NAME: SKIP: $*" >&2
 	cleanup
 	exit 77
 }
@@ -62,10 +63,12 @@ need_ublkctl() {
 
 # ublk_add ARGS...: `ublkctl add ARGS`, which must print the device path
 # on stdout and exit 0; sets DEV to the path (and checks it is a block
-# device).
+# device). Stdout goes to a file, not $(...): a daemon that kept the pipe
+# open would hang the script (10-target-null checks that case apart).
 ublk_add() {
-	DEV=$("$UBLKCTL" add "$@" 2>"$WORK/add.err")
+	"$UBLKCTL" add "$@" >"$WORK/add.out" 2>"$WORK/add.err"
 	_rc=$?
+	DEV=$(cat "$WORK/add.out")
 	[ $_rc -eq 0 ] || fail "ublkctl add $* exited $_rc: $(cat "$WORK/add.err")"
 	case "$DEV" in
 	/dev/ublkb[0-9]*) ;;

@@ -1,0 +1,34 @@
+#!/bin/sh
+# A visible walk through ublkctl in the lab (make demo): features, a file
+# device, a filesystem on it, data written and verified, teardown.
+. ./lib.sh
+need_ublkctl
+run() {
+	echo
+	echo "lab# $*"
+	"$@" || fail "'$*' failed"
+}
+backing=$SCRATCH/demo.img
+run "$UBLKCTL" features
+echo
+echo "lab# ublkctl add -t file --file $backing --size 256M"
+ublk_add -t file --file "$backing" --size 256M
+run "$UBLKCTL" list
+run $MKFS_EXT4 -q -F "$DEV"
+mkdir -p /mnt/demo
+run mount -t ext4 "$DEV" /mnt/demo
+write_files /mnt/demo 4
+run ls -l /mnt/demo
+run sync
+run umount /mnt/demo
+drop_caches
+run mount -t ext4 "$DEV" /mnt/demo
+echo
+echo "lab# sha256sum -c"
+verify_files /mnt/demo
+run umount /mnt/demo
+run "$UBLKCTL" del -n "$DEV_ID"
+run "$UBLKCTL" list
+echo
+say "demo done"
+exit 0
