@@ -268,14 +268,25 @@ func (s *Store) Remove(oid proto.ObjectID) error {
 	return nil
 }
 
+// Range calls fn for each stored object id in [from, to), ascending, until
+// fn returns false (to 0: no upper bound). fn runs under the index's read
+// lock: it must not call back into the store.
+func (s *Store) Range(from, to proto.ObjectID, fn func(proto.ObjectID) bool) {
+	s.indexMu.RLock()
+	defer s.indexMu.RUnlock()
+	if to == 0 {
+		s.index.AscendGreaterOrEqual(from, fn)
+	} else {
+		s.index.AscendRange(from, to, fn)
+	}
+}
+
 // List appends to dst the ids of stored objects in [from, to), ascending,
 // at most max of them (to 0: no upper bound). more says ids in the range
 // were left out; next is where to continue.
 func (s *Store) List(dst []proto.ObjectID, from, to proto.ObjectID, max int) (ids []proto.ObjectID, next proto.ObjectID, more bool) {
-	s.indexMu.RLock()
-	defer s.indexMu.RUnlock()
 	n := 0
-	visit := func(oid proto.ObjectID) bool {
+	s.Range(from, to, func(oid proto.ObjectID) bool {
 		if n == max {
 			more, next = true, oid
 			return false
@@ -283,11 +294,29 @@ func (s *Store) List(dst []proto.ObjectID, from, to proto.ObjectID, max int) (id
 		dst = append(dst, oid)
 		n++
 		return true
-	}
-	if to == 0 {
-		s.index.AscendGreaterOrEqual(from, visit)
-	} else {
-		s.index.AscendRange(from, to, visit)
-	}
+	})
 	return dst, next, more
+}
+
+// DiskUsage is the disk space the objects take, in bytes (allocated
+// blocks: holes cost nothing). It stats every object: call it rarely.
+func (s *Store) DiskUsage() (uint64, error) {
+	d, err := os.Open(s.objDir)
+	if err != nil {
+		return 0, fmt.Errorf("disk usage: %w", err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return 0, fmt.Errorf("disk usage: list %s: %w", s.objDir, err)
+	}
+	var total uint64
+	var st unix.Stat_t
+	for _, n := range names {
+		if err := unix.Fstatat(int(d.Fd()), n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			continue // removed meanwhile
+		}
+		total += uint64(st.Blocks) * 512
+	}
+	return total, nil
 }

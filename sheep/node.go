@@ -1,0 +1,281 @@
+package sheep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sheepblk/sheepblk/cluster"
+	"github.com/sheepblk/sheepblk/rpc"
+	"github.com/sheepblk/sheepblk/sheep/proto"
+	"github.com/sheepblk/sheepblk/sheep/store"
+)
+
+// idFile holds the node's id in its directory, so the id (which placement
+// hashes) survives restarts and address changes.
+const idFile = "node-id"
+
+// Options configure a Node.
+type Options struct {
+	// Dir is the node's directory: its object store and id file.
+	Dir string
+	// ObjectSize is the cluster's object size. 0: the cluster's settings
+	// when Cluster is set, else the directory's (or the default for a new
+	// directory).
+	ObjectSize uint32
+	// ID names the node. "": the id stored in Dir, else one derived from
+	// the address the node first serves on, stored in Dir from then on.
+	ID string
+	// Addr is the address clients reach the node at, as registered in the
+	// cluster. "": the address of the listener Serve is given.
+	Addr string
+	// Zone is the node's failure zone.
+	Zone string
+	// Capacity is the storage the node offers, in bytes. 0: the free space
+	// of Dir's file system at start.
+	Capacity uint64
+	// MaxOpenFiles bounds the store's cache of open object files.
+	MaxOpenFiles int
+	// Cluster registers the node in the cluster's etcd when set; nil runs
+	// the node standalone. The node does not close it.
+	Cluster *cluster.Client
+	// RegisterTTL is how long the node stays listed after it dies.
+	RegisterTTL time.Duration
+	// RPC tunes the rpc server; MaxBody is raised to fit a whole object
+	// and its Logger is Logger.
+	RPC    rpc.ServerOptions
+	Logger zerolog.Logger
+}
+
+// Node is a running storage node.
+type Node struct {
+	opts    Options
+	log     zerolog.Logger
+	store   *store.Store
+	service *Service
+	server  *rpc.Server
+
+	mu           sync.Mutex
+	id           string
+	registration *cluster.Registration
+	shutdown     bool
+}
+
+// NewNode opens the node's store (creating it in a new dir) and, with a
+// cluster, reads the cluster's object size. It does not listen: Serve does.
+func NewNode(opts Options) (*Node, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("new node: no directory given")
+	}
+	log := opts.Logger
+	if opts.ObjectSize == 0 && opts.Cluster != nil {
+		settings, err := opts.Cluster.Settings(context.Background())
+		if err != nil {
+			if errors.Is(err, cluster.ErrNotFormatted) {
+				return nil, fmt.Errorf("new node: cluster at %s is not formatted: run `dog cluster format` first", opts.Cluster.Endpoints())
+			}
+			return nil, fmt.Errorf("new node: %w", err)
+		}
+		opts.ObjectSize = uint32(settings.ObjectSize)
+	}
+	st, err := store.Open(opts.Dir, store.Options{
+		ObjectSize:     opts.ObjectSize,
+		MaxOpenFiles:   opts.MaxOpenFiles,
+		AllowedEntries: []string{idFile},
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new node: %w", err)
+	}
+	n := &Node{opts: opts, log: log, store: st, service: NewService(st, log)}
+	if n.opts.Capacity == 0 {
+		free, err := st.FreeSpace()
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("new node: capacity: %w", err)
+		}
+		n.opts.Capacity = free
+	}
+	id, err := n.loadID()
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("new node: %w", err)
+	}
+	n.id = id
+	n.updateIdentity()
+	rpcOpts := opts.RPC
+	// A read reply or write request carries up to a whole object.
+	rpcOpts.MaxBody = max(rpcOpts.MaxBody, int(st.ObjectSize())+64<<10, rpc.DefaultMaxBody)
+	rpcOpts.Logger = log
+	n.server = rpc.NewServer(n.service, rpcOpts)
+	return n, nil
+}
+
+// loadID returns the id in Options, or the one stored in Dir ("" if none
+// yet). An id in Options that differs from the stored one is refused: the
+// id decides where data lives, so changing it silently would lose data.
+func (n *Node) loadID() (string, error) {
+	path := filepath.Join(n.opts.Dir, idFile)
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read node id: %w", err)
+	}
+	stored := strings.TrimSpace(string(b))
+	switch {
+	case n.opts.ID == "":
+		return stored, nil
+	case stored == "":
+		return n.opts.ID, n.storeID(n.opts.ID)
+	case stored != n.opts.ID:
+		return "", fmt.Errorf("%s holds node id %q, not %q: use that id or another dir", n.opts.Dir, stored, n.opts.ID)
+	}
+	return stored, nil
+}
+
+func (n *Node) storeID(id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	return store.WriteFileAtomic(filepath.Join(n.opts.Dir, idFile), []byte(id+"\n"))
+}
+
+func checkID(id string) error {
+	if id == "" || len(id) > 128 || strings.ContainsAny(id, "/\x00\n") {
+		return fmt.Errorf("node id %q must be 1..128 bytes without '/' or newlines", id)
+	}
+	return nil
+}
+
+func (n *Node) updateIdentity() {
+	n.service.SetIdentity(Identity{ID: n.id, Zone: n.opts.Zone, Capacity: n.opts.Capacity})
+}
+
+// ID is the node's id ("" until it first serves, if it had none).
+func (n *Node) ID() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.id
+}
+
+// Store is the node's object store.
+func (n *Node) Store() *store.Store { return n.store }
+
+// Service is the node's rpc handler.
+func (n *Node) Service() *Service { return n.service }
+
+// SetEpoch sets the cluster epoch the node checks data requests against.
+func (n *Node) SetEpoch(e uint64) { n.service.SetEpoch(e) }
+
+// Serve serves l until Shutdown; it returns rpc.ErrServerClosed then. The
+// first Serve settles the node's id (from its address if it had none) and
+// registers the node in the cluster, if it has one.
+func (n *Node) Serve(l net.Listener) error {
+	if err := n.start(l.Addr().String()); err != nil {
+		l.Close()
+		return err
+	}
+	return n.server.Serve(l)
+}
+
+func (n *Node) start(listenAddr string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.shutdown {
+		return rpc.ErrServerClosed
+	}
+	addr := n.opts.Addr
+	if addr == "" {
+		addr = listenAddr
+	}
+	if n.id == "" {
+		if err := n.storeID(addr); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		n.id = addr
+		n.updateIdentity()
+	}
+	if n.opts.Cluster == nil || n.registration != nil {
+		return nil
+	}
+	reg, err := n.opts.Cluster.Register(context.Background(), cluster.Node{
+		ID: n.id, Addr: addr, Zone: n.opts.Zone, Capacity: int64(n.opts.Capacity),
+	}, cluster.RegisterOptions{
+		TTL: n.opts.RegisterTTL,
+		OnLost: func(err error) {
+			n.log.Warn().Err(err).Str("node", n.id).Msg("cluster registration lost; registering again")
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	n.registration = reg
+	n.log.Info().Str("node", n.id).Str("addr", addr).Str("etcd", n.opts.Cluster.Endpoints()).Msg("registered in cluster")
+	return nil
+}
+
+// Shutdown stops the node gracefully: it marks itself leaving in the
+// cluster, stops taking requests and lets those in flight finish, flushes
+// every object, closes the store and removes itself from the node list.
+// If ctx ends first, in-flight requests are cut off, but the store is
+// still flushed and closed.
+func (n *Node) Shutdown(ctx context.Context) error {
+	return n.stop(ctx, false)
+}
+
+// Close stops the node at once: connections are cut and replies of
+// requests in flight dropped; the store is still flushed and closed and the
+// registration removed.
+func (n *Node) Close() error {
+	return n.stop(context.Background(), true)
+}
+
+func (n *Node) stop(ctx context.Context, now bool) error {
+	n.mu.Lock()
+	if n.shutdown {
+		n.mu.Unlock()
+		return nil
+	}
+	n.shutdown = true
+	reg := n.registration
+	n.mu.Unlock()
+
+	var errs []error
+	if reg != nil {
+		node := reg.Node()
+		node.State = cluster.NodeLeaving
+		if err := reg.Update(ctx, node); err != nil {
+			n.log.Warn().Err(err).Msg("could not mark the node leaving")
+		}
+	}
+	if now {
+		n.server.Close()
+	} else if err := n.server.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("stop serving: %w", err))
+	}
+	if err := n.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close store: %w", err))
+	}
+	if reg != nil {
+		if err := reg.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Info is the node's NodeInfo, as a client would get it.
+func (n *Node) Info() proto.NodeInfo {
+	id := n.service.identity.Load()
+	st := n.store.Stats()
+	used, _ := n.service.diskUsage()
+	return proto.NodeInfo{ProtocolVersion: proto.Version, ID: id.ID, Zone: id.Zone, SoftwareVersion: SoftwareVersion,
+		ObjectSize: st.ObjectSize, Capacity: id.Capacity, Used: used, Objects: uint64(st.Objects), Epoch: n.service.Epoch()}
+}

@@ -1,0 +1,209 @@
+package sheep
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/sheepblk/sheepblk/rpc"
+	"github.com/sheepblk/sheepblk/sheep/proto"
+	"github.com/sheepblk/sheepblk/sheep/store"
+)
+
+// SoftwareVersion is what NodeInfo reports as the node's software version.
+var SoftwareVersion = "dev"
+
+// usageTTL is how long a computed disk usage is reused: it stats every
+// object, so NodeInfo polled in a loop must not redo it each time.
+const usageTTL = 5 * time.Second
+
+// Identity is what a Service says about its node in NodeInfo.
+type Identity struct {
+	ID, Zone string
+	Capacity uint64
+}
+
+// Service serves sheep requests on a store. It implements rpc.Handler.
+type Service struct {
+	st  *store.Store
+	log zerolog.Logger
+
+	epoch    atomic.Uint64
+	identity atomic.Pointer[Identity]
+
+	usageMu   sync.Mutex
+	usage     uint64
+	usageTime time.Time
+}
+
+// NewService returns a service for st.
+func NewService(st *store.Store, log zerolog.Logger) *Service {
+	s := &Service{st: st, log: log}
+	s.identity.Store(&Identity{})
+	return s
+}
+
+// SetEpoch sets the cluster epoch the node is in. Data requests that carry
+// another (non-zero) epoch get StatusWrongEpoch; 0 turns the check off.
+func (s *Service) SetEpoch(e uint64) { s.epoch.Store(e) }
+
+// Epoch is the node's cluster epoch.
+func (s *Service) Epoch() uint64 { return s.epoch.Load() }
+
+// SetIdentity sets what NodeInfo reports about the node.
+func (s *Service) SetIdentity(id Identity) { s.identity.Store(&id) }
+
+// ServeRPC handles one request. Every failure becomes an error reply with a
+// status and a short message; it never returns an error, so the rpc layer
+// keeps the connection.
+func (s *Service) ServeRPC(ctx context.Context, req *rpc.Request, resp *rpc.Response) error {
+	out := proto.Response{Epoch: s.epoch.Load()}
+	r, err := proto.DecodeRequest(req.Header, s.st.ObjectSize())
+	if err == nil {
+		err = s.serve(&r, req.Body, resp, &out)
+	}
+	if err != nil {
+		status := statusOf(err)
+		msg := err.Error()
+		body := proto.AppendErrorMessage(resp.Buf(min(len(msg), proto.MaxErrorMessage))[:0], msg)
+		out = proto.Response{Status: status, Length: uint32(len(body)), Epoch: out.Epoch}
+		resp.Body = body
+		ev := s.log.Debug()
+		if status == proto.StatusIOError || status == proto.StatusInternal || status == proto.StatusNoSpace {
+			ev = s.log.Error()
+		}
+		ev.Err(err).Stringer("op", r.Op).Stringer("object", r.Object).Stringer("status", status).
+			Stringer("remote", req.RemoteAddr).Msg("request failed")
+	}
+	resp.Header, _ = out.AppendBinary(resp.Buf(proto.ResponseSize)[:0])
+	return nil
+}
+
+// serve runs a decoded, bounded request, filling resp's body and out.
+func (s *Service) serve(r *proto.Request, body []byte, resp *rpc.Response, out *proto.Response) error {
+	wantBody := 0
+	if r.Op == proto.OpWrite || r.Op == proto.OpCreateAndWrite {
+		wantBody = int(r.Length)
+	}
+	if len(body) != wantBody {
+		return &proto.Error{Status: proto.StatusInvalidArgument, Reason: r.Op.String() + " with a body of the wrong length"}
+	}
+	if r.Op.IsDataOp() {
+		if mine := out.Epoch; r.Epoch != 0 && mine != 0 && r.Epoch != mine {
+			return &proto.Error{Status: proto.StatusWrongEpoch, Reason: "request epoch differs from the node's"}
+		}
+	}
+	fua := r.Flags&proto.FlagFUA != 0
+	off := int64(r.Offset)
+	switch r.Op {
+	case proto.OpRead:
+		// Read straight into the reply buffer: no copy.
+		buf := resp.Buf(int(r.Length))
+		if err := s.st.ReadAt(r.Object, buf, off); err != nil {
+			return err
+		}
+		resp.Body = buf
+		out.Length = r.Length
+	case proto.OpWrite:
+		return s.st.WriteAt(r.Object, body, off, fua)
+	case proto.OpCreateAndWrite:
+		return s.st.CreateAndWrite(r.Object, body, off, fua)
+	case proto.OpDiscard:
+		return s.st.Discard(r.Object, off, int64(r.Length), fua)
+	case proto.OpRemove:
+		return s.st.Remove(r.Object)
+	case proto.OpFlush:
+		return s.st.Flush()
+	case proto.OpListObjects:
+		s.list(r, resp, out)
+	case proto.OpNodeInfo:
+		return s.nodeInfo(resp, out)
+	default:
+		// DecodeRequest refuses unknown ops; this is a guard against a
+		// new op added to proto and not here.
+		return &proto.Error{Status: proto.StatusUnknownOp, Reason: r.Op.String()}
+	}
+	return nil
+}
+
+func (s *Service) list(r *proto.Request, resp *rpc.Response, out *proto.Response) {
+	buf := resp.Buf(int(r.Length) * 8)[:0]
+	limit := int(r.Length)
+	s.st.Range(r.Object, proto.ObjectID(r.Aux), func(oid proto.ObjectID) bool {
+		if len(buf) == limit*8 {
+			out.Flags |= proto.RespMore
+			out.Aux = uint64(oid)
+			return false
+		}
+		buf = proto.AppendObjectID(buf, oid)
+		return true
+	})
+	resp.Body = buf
+	out.Length = uint32(len(buf))
+}
+
+func (s *Service) nodeInfo(resp *rpc.Response, out *proto.Response) error {
+	id := s.identity.Load()
+	used, err := s.diskUsage()
+	if err != nil {
+		return err
+	}
+	info := proto.NodeInfo{
+		ProtocolVersion: proto.Version,
+		ID:              id.ID,
+		Zone:            id.Zone,
+		SoftwareVersion: SoftwareVersion,
+		ObjectSize:      s.st.ObjectSize(),
+		Capacity:        id.Capacity,
+		Used:            used,
+		Objects:         uint64(s.st.Stats().Objects),
+		Epoch:           out.Epoch,
+	}
+	body, err := info.AppendBinary(resp.Buf(40 + 3*proto.MaxNodeString)[:0])
+	if err != nil {
+		return err
+	}
+	resp.Body = body
+	out.Length = uint32(len(body))
+	return nil
+}
+
+func (s *Service) diskUsage() (uint64, error) {
+	s.usageMu.Lock()
+	defer s.usageMu.Unlock()
+	if time.Since(s.usageTime) < usageTTL {
+		return s.usage, nil
+	}
+	u, err := s.st.DiskUsage()
+	if err != nil {
+		return 0, err
+	}
+	s.usage, s.usageTime = u, time.Now()
+	return u, nil
+}
+
+// statusOf maps an error of the store or of proto to the status a client
+// acts on.
+func statusOf(err error) proto.Status {
+	var perr *proto.Error
+	switch {
+	case errors.As(err, &perr):
+		return perr.Status
+	case errors.Is(err, store.ErrRange):
+		return proto.StatusOutOfRange
+	case errors.Is(err, store.ErrClosed):
+		return proto.StatusShuttingDown
+	case errors.Is(err, fs.ErrNotExist):
+		return proto.StatusNotFound
+	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
+		return proto.StatusNoSpace
+	default:
+		return proto.StatusIOError
+	}
+}
