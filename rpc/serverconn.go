@@ -86,10 +86,11 @@ func (sc *serverConn) serve() {
 	go sc.writeLoop()
 	if err := sc.readLoop(); err != nil {
 		sc.logReadError(err)
-		// Replies to requests already read are dropped: the client has gone
-		// or cannot be trusted.
-		sc.conn.Close()
 	}
+	// Whatever ended the reading (a bad frame, the client's EOF, Shutdown),
+	// requests already read are still answered before the connection
+	// closes; Close cuts this short by closing the connection, which fails
+	// the writer.
 	close(sc.work)
 	sc.workerWG.Wait()
 	close(sc.writerStop)
