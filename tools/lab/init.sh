@@ -15,7 +15,9 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 hostname lab
 ip link set lo up
+set -a # the plan's variables reach the test scripts
 . /lab/plan
+set +a
 echo "$LAB_HUNG_TASK_SECS" > /proc/sys/kernel/hung_task_timeout_secs 2>/dev/null
 for m in $(cat /lib/modules/load.order); do
 	insmod "/lib/modules/$m" || echo "lab: insmod $m failed"

@@ -155,14 +155,6 @@ func prepareBoot(ctx context.Context, g *globalFlags, b *bootFlags, plan string)
 	if err != nil {
 		return vm.Options{}, "", err
 	}
-	plan += fmt.Sprintf("LAB_TEST_TIMEOUT=%d\nLAB_HUNG_TASK_SECS=%d\n", int(b.testTimeout.Seconds()), b.hungTask)
-	initrd, err := buildInitrd(k, imageOptions{
-		cacheDir: cacheDir, outDir: b.outDir, binDir: b.binDir, testsDir: b.testsDir,
-		goTests: b.goTests, plan: []byte(plan), log: log,
-	})
-	if err != nil {
-		return vm.Options{}, "", err
-	}
 	var disks []string
 	if b.scratch != "0" && b.scratch != "" {
 		disk, err := makeScratchDisk(ctx, filepath.Join(b.outDir, "scratch-"+k.Label+".img"), b.scratch)
@@ -170,6 +162,15 @@ func prepareBoot(ctx context.Context, g *globalFlags, b *bootFlags, plan string)
 			return vm.Options{}, "", err
 		}
 		disks = append(disks, disk)
+		plan += "LAB_SCRATCH_DISK=/dev/vda\n"
+	}
+	plan += fmt.Sprintf("LAB_TEST_TIMEOUT=%d\nLAB_HUNG_TASK_SECS=%d\n", int(b.testTimeout.Seconds()), b.hungTask)
+	initrd, err := buildInitrd(k, imageOptions{
+		cacheDir: cacheDir, outDir: b.outDir, binDir: b.binDir, testsDir: b.testsDir,
+		goTests: b.goTests, plan: []byte(plan), log: log,
+	})
+	if err != nil {
+		return vm.Options{}, "", err
 	}
 	opts := vm.Options{
 		Kernel: k.Vmlinuz(), Initrd: initrd, MemoryMiB: b.memMiB, CPUs: b.cpus,
