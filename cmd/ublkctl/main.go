@@ -1,0 +1,314 @@
+// Command ublkctl creates, lists and removes ublk block devices and serves
+// them: `ublkctl add` starts a daemon per device. See the README.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sheepblk/sheepblk/daemon"
+	"github.com/sheepblk/sheepblk/internal/logging"
+	"github.com/sheepblk/sheepblk/internal/units"
+	"github.com/sheepblk/sheepblk/ublk"
+	"github.com/sheepblk/sheepblk/ublk/uapi"
+)
+
+// usageError is bad input on the command line: exit status 2.
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+func main() {
+	root := &cobra.Command{
+		Use:           "ublkctl",
+		Short:         "Create and serve ublk block devices (/dev/ublkbN)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(addCmd(), delCmd(), listCmd(), featuresCmd(), doctorCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "ublkctl: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+		var u usageError
+		if errors.As(err, &u) || strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "accepts ") {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type addFlags struct {
+	target      daemon.Target
+	size        string
+	id          int
+	queues      int
+	depth       int
+	blockSize   int
+	maxIO       string
+	foreground  bool
+	recovery    bool
+	logFormat   string
+	logLevel    string
+	logFile     string
+	readyFD     int
+	unprotected bool
+}
+
+func addCmd() *cobra.Command {
+	var f addFlags
+	c := &cobra.Command{
+		Use:   "add -t null|mem|file [flags]",
+		Short: "Create a device and start the daemon that serves it; prints the device path",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runAdd(&f) },
+	}
+	fl := c.Flags()
+	fl.StringVarP(&f.target.Type, "type", "t", "", "target: null, mem or file")
+	fl.StringVar(&f.target.File, "file", "", "file target: backing file or block device (created sparse at --size if missing)")
+	fl.StringVar(&f.size, "size", "", "device size, e.g. 8G (file target: defaults to the file's size)")
+	fl.IntVarP(&f.id, "number", "n", ublk.AnyID, "device id (default: the first free one)")
+	fl.IntVarP(&f.queues, "queues", "q", ublk.DefaultQueues, "hardware queues (one thread and io_uring each)")
+	fl.IntVarP(&f.depth, "depth", "d", ublk.DefaultDepth, "queue depth")
+	fl.IntVar(&f.blockSize, "block-size", 512, "logical block size: 512 or 4096")
+	fl.StringVar(&f.maxIO, "max-io", "512K", "largest request (4K..1M)")
+	fl.BoolVar(&f.target.Buffered, "buffered", false, "file target: use the page cache instead of O_DIRECT")
+	fl.BoolVar(&f.foreground, "foreground", false, "serve in this process instead of starting a daemon")
+	fl.BoolVar(&f.recovery, "recovery", false, "keep the device when the daemon dies, for `ublkctl recover`")
+	fl.StringVar(&f.logFormat, "log-format", "auto", "log format: auto, console or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringVar(&f.logFile, "log-file", "", "daemon log file (default "+daemon.StateDir+"/ublkd-PID.log)")
+	fl.StringVar(&f.target.FailRange, "fail-range", "", "testing: fail reads and writes touching OFFSET:LENGTH with EIO")
+	fl.IntVar(&f.readyFD, "ready-fd", 0, "internal: report start-up on this descriptor")
+	fl.BoolVar(&f.unprotected, "unprotected", false, "experiment: skip PR_SET_IO_FLUSHER and mlockall")
+	for _, h := range []string{"fail-range", "ready-fd", "unprotected"} {
+		fl.MarkHidden(h)
+	}
+	return c
+}
+
+// options checks the flags and turns them into the daemon's options.
+func (f *addFlags) options() (daemon.Options, error) {
+	var o daemon.Options
+	var err error
+	if f.size != "" {
+		if f.target.Size, err = units.ParseSize(f.size); err != nil {
+			return o, usageError{err}
+		}
+		if f.target.Size == 0 {
+			return o, usagef("--size must be greater than 0")
+		}
+	}
+	maxIO, err := units.ParseSize(f.maxIO)
+	if err != nil {
+		return o, usageError{err}
+	}
+	if err := f.target.Check(); err != nil {
+		return o, usageError{err}
+	}
+	o.Target = f.target
+	o.Device = ublk.Options{ID: f.id, Queues: f.queues, Depth: f.depth, BlockSize: f.blockSize, MaxIO: int(maxIO), Recovery: f.recovery}
+	// A file target without --size takes the file's size, known only once
+	// it is open; check the rest with a size that passes.
+	size := f.target.Size
+	if size == 0 {
+		size = int64(f.blockSize)
+	}
+	if err := o.Device.Validate(size); err != nil {
+		return o, usageError{err}
+	}
+	o.Unprotected = f.unprotected
+	return o, nil
+}
+
+func runAdd(f *addFlags) error {
+	opts, err := f.options()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(ublk.ControlPath); err != nil {
+		return ublk.ErrNoUblk
+	}
+	if !f.foreground {
+		return spawnDaemon(f)
+	}
+	format, err := logging.ParseFormat(f.logFormat)
+	if err != nil {
+		return usageError{err}
+	}
+	out := os.Stderr
+	if f.logFile != "" {
+		if out, err = os.OpenFile(f.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+			return fmt.Errorf("open log file: %w", err)
+		}
+	}
+	if opts.Logger, err = logging.New(out, format, f.logLevel); err != nil {
+		return usageError{err}
+	}
+	opts.Device.Logger = opts.Logger
+	opts.LogFile = f.logFile
+	var rep *daemon.Reporter
+	if f.readyFD > 0 {
+		rep = daemon.ReporterFromFD(f.readyFD)
+	}
+	started := false
+	err = daemon.Serve(opts, func(id uint32) {
+		started = true
+		if rep != nil {
+			rep.OK(id)
+		} else {
+			fmt.Printf("/dev/ublkb%d\n", id)
+		}
+	})
+	if err != nil && !started {
+		rep.Fail(err)
+	}
+	if err != nil {
+		opts.Logger.Error().Err(err).Msg("daemon failed")
+	}
+	return err
+}
+
+// spawnDaemon runs `ublkctl add --foreground ...` in the background and
+// prints the device it made.
+func spawnDaemon(f *addFlags) error {
+	logFile := f.logFile
+	if logFile == "" {
+		logFile = fmt.Sprintf("%s/ublkd-%d-%d.log", daemon.StateDir, os.Getpid(), time.Now().Unix())
+	}
+	args := append([]string{}, os.Args[1:]...)
+	args = append(args, "--foreground", fmt.Sprintf("--ready-fd=%d", daemon.ReadyFD), "--log-file="+logFile)
+	if f.logFormat == "auto" {
+		args = append(args, "--log-format=json")
+	}
+	id, err := daemon.Spawn(args, logFile)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("/dev/ublkb%d\n", id)
+	return nil
+}
+
+func delCmd() *cobra.Command {
+	var id int
+	var all bool
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "del -n ID | -a",
+		Short: "Stop and remove devices (and their daemons)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if all == (id >= 0) {
+				return usagef("give either -n ID or -a")
+			}
+			ctrl, err := ublk.OpenController()
+			if err != nil {
+				return err
+			}
+			defer ctrl.Close()
+			ids := []uint32{uint32(id)}
+			if all {
+				if ids, err = daemon.DeviceIDs(); err != nil {
+					return err
+				}
+			}
+			var errs []error
+			for _, i := range ids {
+				if err := daemon.Delete(ctrl, i, timeout); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
+	c.Flags().IntVarP(&id, "number", "n", -1, "device id")
+	c.Flags().BoolVarP(&all, "all", "a", false, "every device")
+	c.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for a daemon to stop before killing it")
+	return c
+}
+
+func listCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List ublk devices",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl, err := ublk.OpenController()
+			if err != nil {
+				return err
+			}
+			defer ctrl.Close()
+			devs, err := daemon.List(ctrl)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(os.Stdout).Encode(devs)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATE\tQUEUES\tDEPTH\tSIZE\tTARGET\tPID\tBACKING")
+			for _, d := range devs {
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%d\t%s\n", d.ID, d.State, d.Queues, d.Depth, units.FormatSize(d.Size), d.Target, d.Pid, d.Backing)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func doctorCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "doctor",
+		Short: "Check this host for what makes a ublk daemon hang or stall",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bad := 0
+			for _, c := range daemon.Doctor() {
+				fmt.Printf("%-5s %-22s %s\n", c.Level, c.Name, c.Detail)
+				if c.Level == daemon.LevelFail {
+					bad++
+				}
+			}
+			if bad > 0 {
+				return fmt.Errorf("%d check(s) failed", bad)
+			}
+			return nil
+		},
+	}
+}
+
+func featuresCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "features",
+		Short: "Show what the running kernel's ublk driver supports",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl, err := ublk.OpenController()
+			if err != nil {
+				return err
+			}
+			defer ctrl.Close()
+			f := ctrl.Features()
+			names := uapi.FeatureList(f)
+			if asJSON {
+				return json.NewEncoder(os.Stdout).Encode(map[string]any{"bits": fmt.Sprintf("%#x", f), "features": names})
+			}
+			fmt.Printf("features %#x\n", f)
+			for _, n := range names {
+				fmt.Println(n)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}

@@ -1,0 +1,147 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sheepblk/sheepblk/ublk"
+	"github.com/sheepblk/sheepblk/ublk/uapi"
+)
+
+// DeviceStatus is one row of `ublkctl list`: the kernel's view of a device
+// merged with what its daemon recorded.
+type DeviceStatus struct {
+	ID        uint32   `json:"id"`
+	State     string   `json:"state"`
+	Queues    int      `json:"queues"`
+	Depth     int      `json:"depth"`
+	Size      int64    `json:"size"`
+	BlockSize int      `json:"block_size"`
+	Target    string   `json:"target"`
+	Backing   string   `json:"backing"`
+	Pid       int      `json:"pid"`
+	MaxIO     int      `json:"max_io"`
+	QueueTIDs []int    `json:"queue_tids"`
+	Recovery  bool     `json:"recovery"`
+	Flags     []string `json:"flags"`
+	LogFile   string   `json:"log_file,omitempty"`
+}
+
+// DeviceIDs lists the ublk devices that exist, from sysfs (or /dev).
+func DeviceIDs() ([]uint32, error) {
+	names, _ := filepath.Glob("/sys/class/ublk-char/ublkc*")
+	if len(names) == 0 {
+		names, _ = filepath.Glob("/dev/ublkc*")
+	}
+	var ids []uint32
+	for _, n := range names {
+		id, err := strconv.ParseUint(strings.TrimPrefix(filepath.Base(n), "ublkc"), 10, 32)
+		if err == nil {
+			ids = append(ids, uint32(id))
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids, nil
+}
+
+// Status reads one device's status.
+func Status(ctrl *ublk.Controller, id uint32) (DeviceStatus, error) {
+	info, err := ctrl.DeviceInfo(id)
+	if err != nil {
+		return DeviceStatus{}, err
+	}
+	s := DeviceStatus{
+		ID: id, State: uapi.StateName(info.State), Queues: int(info.NrHwQueues), Depth: int(info.QueueDepth),
+		Pid: int(info.UblksrvPid), MaxIO: int(info.MaxIOBufBytes), Target: "?", Backing: "?",
+		Flags: uapi.FeatureList(info.Flags), QueueTIDs: []int{},
+	}
+	if p, err := ctrl.Params(id); err == nil {
+		s.Size = int64(p.Basic.DevSectors) << 9
+		s.BlockSize = 1 << p.Basic.LogicalBSShift
+	}
+	if st, ok, _ := ReadState(id); ok {
+		s.Target, s.Backing, s.QueueTIDs, s.Recovery, s.LogFile = st.Target, st.Backing, st.QueueTIDs, st.Recovery, st.LogFile
+		if s.Pid <= 0 {
+			s.Pid = st.Pid
+		}
+	}
+	return s, nil
+}
+
+// List reads every device's status.
+func List(ctrl *ublk.Controller) ([]DeviceStatus, error) {
+	ids, err := DeviceIDs()
+	if err != nil {
+		return nil, err
+	}
+	out := []DeviceStatus{}
+	for _, id := range ids {
+		s, err := Status(ctrl, id)
+		if errors.Is(err, syscall.ENODEV) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Delete removes device id: its daemon is asked to stop (SIGTERM), which
+// stops and deletes the device itself; a daemon that is gone or does not
+// finish within timeout is dealt with here (SIGKILL, STOP_DEV, DEL_DEV).
+func Delete(ctrl *ublk.Controller, id uint32, timeout time.Duration) error {
+	info, err := ctrl.DeviceInfo(id)
+	if err != nil {
+		if errors.Is(err, syscall.ENODEV) {
+			RemoveState(id)
+			return fmt.Errorf("no ublk device %d", id)
+		}
+		return err
+	}
+	pid := int(info.UblksrvPid)
+	if st, ok, _ := ReadState(id); ok && pid <= 0 {
+		pid = st.Pid
+	}
+	if pid > 0 && pid != os.Getpid() && Alive(pid) {
+		syscall.Kill(pid, syscall.SIGTERM)
+		if waitGone(ctrl, id, pid, timeout) {
+			RemoveState(id)
+			return nil
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+		for deadline := time.Now().Add(5 * time.Second); Alive(pid) && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// No daemon (crashed, killed, or kept for recovery): do its part.
+	if err := ctrl.StopDevice(id); err != nil && !errors.Is(err, syscall.ENODEV) {
+		return err
+	}
+	if err := ctrl.DeleteDevice(id); err != nil && !errors.Is(err, syscall.ENODEV) {
+		return err
+	}
+	RemoveState(id)
+	return nil
+}
+
+// waitGone waits until the daemon has exited and the device is deleted.
+func waitGone(ctrl *ublk.Controller, id uint32, pid int, timeout time.Duration) bool {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if Alive(pid) {
+			continue
+		}
+		if _, err := ctrl.DeviceInfo(id); errors.Is(err, syscall.ENODEV) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,107 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/sheepblk/sheepblk/backend"
+	"github.com/sheepblk/sheepblk/internal/units"
+)
+
+// Target names a backend and how to open it.
+type Target struct {
+	Type      string // null, mem, file
+	File      string // file: path of the backing file or block device
+	Size      int64  // bytes; 0 for a file means "the file's size"
+	Buffered  bool   // file: no O_DIRECT
+	FailRange string // testing: "OFF:LEN", reads and writes there fail with EIO
+}
+
+// TargetTypes are the types Open knows.
+var TargetTypes = []string{"null", "mem", "file"}
+
+// Check validates a target without opening anything.
+func (t *Target) Check() error {
+	switch t.Type {
+	case "null", "mem":
+		if t.Size <= 0 {
+			return fmt.Errorf("target %s needs --size greater than 0", t.Type)
+		}
+		if t.File != "" {
+			return fmt.Errorf("--file is only for the file target")
+		}
+	case "file":
+		if t.File == "" {
+			return errors.New("target file needs --file PATH")
+		}
+	case "":
+		return fmt.Errorf("missing -t TYPE (one of %s)", strings.Join(TargetTypes, ", "))
+	default:
+		return fmt.Errorf("unknown target type %q (one of %s)", t.Type, strings.Join(TargetTypes, ", "))
+	}
+	if t.Size < 0 {
+		return errors.New("--size must not be negative")
+	}
+	if t.FailRange != "" {
+		if _, _, err := parseRange(t.FailRange); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Open builds the backend.
+func (t *Target) Open() (backend.Backend, error) {
+	if err := t.Check(); err != nil {
+		return nil, err
+	}
+	var be backend.Backend
+	switch t.Type {
+	case "null":
+		be = backend.NewNull(t.Size)
+	case "mem":
+		be = backend.NewMem(t.Size)
+	case "file":
+		f, err := backend.OpenFile(backend.FileOptions{Path: t.File, Size: t.Size, Buffered: t.Buffered})
+		if err != nil {
+			return nil, err
+		}
+		be = f
+	}
+	if t.FailRange != "" {
+		off, n, _ := parseRange(t.FailRange)
+		be = &backend.FailRange{Backend: be, Off: off, Len: n}
+	}
+	return be, nil
+}
+
+func parseRange(s string) (off, n int64, err error) {
+	a, b, ok := strings.Cut(s, ":")
+	if ok {
+		if off, err = units.ParseSize(a); err == nil {
+			n, err = units.ParseSize(b)
+		}
+	}
+	if !ok || err != nil || n <= 0 {
+		return 0, 0, fmt.Errorf("--fail-range %q: want OFFSET:LENGTH, e.g. 1M:64K", s)
+	}
+	return off, n, nil
+}
+
+// Backing describes where the data lives, for `list`.
+func (t *Target) Backing() string {
+	switch t.Type {
+	case "file":
+		return t.File
+	case "mem":
+		return "ram"
+	}
+	return "-"
+}
+
+// sizeString is for log lines.
+func sizeString(n int64) string {
+	return units.FormatSize(n) + " (" + strconv.FormatInt(n, 10) + " bytes)"
+}
