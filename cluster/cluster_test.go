@@ -357,3 +357,53 @@ func TestUnreachableEtcdFailsFast(t *testing.T) {
 		t.Fatalf("took %v to fail", d)
 	}
 }
+
+func TestEpochMembership(t *testing.T) {
+	etcds(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		c := clustertest.Client(t, url)
+		epochs := c.WatchEpoch(ctx)
+		if e := <-epochs; e.Number != 0 || len(e.Members) != 0 {
+			t.Fatalf("initial epoch %+v", e)
+		}
+		regB, err := c.Register(ctx, cluster.Node{ID: "b", Addr: "127.0.0.1:7001", Zone: "z", Capacity: 2 << 40}, cluster.RegisterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		regA, err := c.Register(ctx, cluster.Node{ID: "a", Addr: "127.0.0.1:7000", Capacity: 1 << 40}, cluster.RegisterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := c.Epoch(ctx)
+		if err != nil || e.Number != 2 || len(e.Members) != 2 || e.Members[0] != (cluster.Member{ID: "a", Capacity: 1 << 40}) ||
+			e.Members[1] != (cluster.Member{ID: "b", Zone: "z", Capacity: 2 << 40}) {
+			t.Fatalf("epoch after two joins: %+v, %v", e, err)
+		}
+		waitFor(t, "watch sees epoch 2", 5*time.Second, func() bool {
+			select {
+			case e := <-epochs:
+				return e.Number == 2
+			default:
+				return false
+			}
+		})
+		// Leaving and coming back (with another capacity) changes nothing:
+		// placement must not move data because a node restarted.
+		regA.Close()
+		regA, err = c.Register(ctx, cluster.Node{ID: "a", Addr: "127.0.0.1:7100", Capacity: 5 << 40}, cluster.RegisterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer regA.Close()
+		defer regB.Close()
+		if e, _ := c.Epoch(ctx); e.Number != 2 || e.Members[0].Capacity != 1<<40 {
+			t.Fatalf("epoch after a restart: %+v", e)
+		}
+		if e, err := c.RemoveMember(ctx, "b"); err != nil || e.Number != 3 || len(e.Members) != 1 || e.Has("b") || !e.Has("a") {
+			t.Fatalf("remove b: %+v, %v", e, err)
+		}
+		if _, err := c.RemoveMember(ctx, "b"); !errors.Is(err, cluster.ErrInvalid) {
+			t.Fatalf("remove b twice: %v", err)
+		}
+	})
+}

@@ -76,7 +76,8 @@ type Registration struct {
 }
 
 // Register adds n to the node list under a lease kept alive in the
-// background. It fails with ErrNodeExists if a live node holds n.ID, unless
+// background, and makes it a member of the placement epoch if it is not one
+// yet (see Join). It fails with ErrNodeExists if a live node holds n.ID, unless
 // opts.Replace.
 func (c *Client) Register(ctx context.Context, n Node, opts RegisterOptions) (*Registration, error) {
 	if err := validNodeID(n.ID); err != nil {
@@ -106,6 +107,11 @@ func (c *Client) Register(ctx context.Context, n Node, opts RegisterOptions) (*R
 	if err != nil {
 		cancel()
 		return nil, err
+	}
+	// A node is placed on from its first registration on (see Epoch).
+	if _, err := c.Join(ctx, Member{ID: n.ID, Zone: n.Zone, Capacity: n.Capacity}); err != nil {
+		_ = r.Close()
+		return nil, fmt.Errorf("register node %s: %w", n.ID, err)
 	}
 	go r.run(bg, keepAlive)
 	return r, nil
@@ -268,67 +274,15 @@ func (c *Client) nodesAt(ctx context.Context) ([]Node, int64, error) {
 // errors are retried; the watch resumes with a fresh list.
 func (c *Client) WatchNodes(ctx context.Context) <-chan []Node {
 	out := make(chan []Node, 1)
-	send := func(nodes []Node) {
-		select {
-		case out <- nodes:
-		default:
-			// Replace the unread list by the newer one.
-			select {
-			case <-out:
-			default:
-			}
-			out <- nodes
-		}
-	}
 	go func() {
 		defer close(out)
-		for ctx.Err() == nil {
+		c.watchLatest(ctx, c.nodesPrefix(), true, func(ctx context.Context) (int64, error) {
 			nodes, rev, err := c.nodesAt(ctx)
-			if err != nil {
-				select {
-				case <-ctx.Done():
-				case <-time.After(time.Second):
-				}
-				continue
+			if err == nil {
+				sendLatest(out, nodes)
 			}
-			send(nodes)
-			byID := make(map[string]Node, len(nodes))
-			for _, n := range nodes {
-				byID[n.ID] = n
-			}
-			wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-			wch := c.etcd.Watch(wctx, c.nodesPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-			for resp := range wch {
-				if resp.Err() != nil {
-					break
-				}
-				for _, ev := range resp.Events {
-					id := strings.TrimPrefix(string(ev.Kv.Key), c.nodesPrefix())
-					if ev.Type == clientv3.EventTypeDelete {
-						delete(byID, id)
-						continue
-					}
-					var n Node
-					if err := json.Unmarshal(ev.Kv.Value, &n); err != nil {
-						continue // a malformed entry is not a node
-					}
-					byID[id] = n
-				}
-				list := make([]Node, 0, len(byID))
-				for _, n := range byID {
-					list = append(list, n)
-				}
-				sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
-				send(list)
-			}
-			cancel()
-			if ctx.Err() == nil {
-				select {
-				case <-ctx.Done():
-				case <-time.After(200 * time.Millisecond):
-				}
-			}
-		}
+			return rev, err
+		})
 	}()
 	return out
 }

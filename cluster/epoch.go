@@ -1,0 +1,153 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Member is a node as placement knows it: the part of a Node that decides
+// where objects live. It is fixed when the node first joins (a node's free
+// space changes at every start; its placement weight must not).
+type Member struct {
+	ID       string `json:"id"`
+	Zone     string `json:"zone,omitempty"`
+	Capacity int64  `json:"capacity"`
+}
+
+// Epoch is the cluster's membership for placement: the nodes objects are
+// placed on, whether or not each is up right now. A node that dies stays a
+// member (its objects are still placed on it, so reads fail over to the
+// other replicas and writes to its objects fail rather than landing where
+// readers would not look); only a node that joins for the first time, or
+// one an operator removes, changes the epoch.
+type Epoch struct {
+	// Number grows by one with every membership change.
+	Number  uint64    `json:"number"`
+	Members []Member  `json:"members"` // sorted by ID
+	Changed time.Time `json:"changed"`
+}
+
+// Has reports whether id is a member.
+func (e Epoch) Has(id string) bool {
+	i := sort.Search(len(e.Members), func(i int) bool { return e.Members[i].ID >= id })
+	return i < len(e.Members) && e.Members[i].ID == id
+}
+
+func (c *Client) epochKey() string { return c.prefix + "epoch" }
+
+// epochAt reads the epoch, the key's mod revision (for a guarded update)
+// and the store revision it was read at (to watch from).
+func (c *Client) epochAt(ctx context.Context) (e Epoch, modRev, storeRev int64, err error) {
+	resp, err := c.etcd.Get(ctx, c.epochKey())
+	if err != nil {
+		return Epoch{}, 0, 0, fmt.Errorf("read epoch: %w", c.etcdErr(err))
+	}
+	if len(resp.Kvs) == 0 {
+		return Epoch{}, 0, resp.Header.Revision, nil
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, &e); err != nil {
+		return Epoch{}, 0, 0, fmt.Errorf("decode epoch at %s: %w", c.epochKey(), err)
+	}
+	return e, resp.Kvs[0].ModRevision, resp.Header.Revision, nil
+}
+
+// Epoch reads the current membership (Number 0 and no members before any
+// node joined).
+func (c *Client) Epoch(ctx context.Context) (Epoch, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	e, _, _, err := c.epochAt(ctx)
+	return e, err
+}
+
+// Join makes m a member if it is not one yet (a new epoch); a member
+// joining again changes nothing. Register calls it for every node.
+func (c *Client) Join(ctx context.Context, m Member) (Epoch, error) {
+	if err := validNodeID(m.ID); err != nil {
+		return Epoch{}, fmt.Errorf("join: %w", err)
+	}
+	return c.changeEpoch(ctx, "join "+m.ID, func(e *Epoch) bool {
+		if e.Has(m.ID) {
+			return false
+		}
+		e.Members = append(e.Members, m)
+		return true
+	})
+}
+
+// RemoveMember takes a node out of the membership for good (it will not
+// come back): its objects are placed elsewhere from the new epoch on.
+// Removing a node that is not a member is ErrInvalid.
+func (c *Client) RemoveMember(ctx context.Context, id string) (Epoch, error) {
+	found := false
+	e, err := c.changeEpoch(ctx, "remove "+id, func(e *Epoch) bool {
+		for i, m := range e.Members {
+			if m.ID == id {
+				e.Members = append(e.Members[:i], e.Members[i+1:]...)
+				found = true
+				return true
+			}
+		}
+		found = false
+		return false
+	})
+	if err == nil && !found {
+		return e, fmt.Errorf("remove node %s: not a member: %w", id, ErrInvalid)
+	}
+	return e, err
+}
+
+// changeEpoch applies change to the current epoch and commits it as the
+// next one, retrying if another change won the race.
+func (c *Client) changeEpoch(ctx context.Context, what string, change func(*Epoch) bool) (Epoch, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	for {
+		e, rev, _, err := c.epochAt(ctx)
+		if err != nil {
+			return Epoch{}, fmt.Errorf("%s: %w", what, err)
+		}
+		if !change(&e) {
+			return e, nil
+		}
+		e.Number++
+		e.Changed = time.Now().UTC().Truncate(time.Millisecond)
+		sort.Slice(e.Members, func(i, j int) bool { return e.Members[i].ID < e.Members[j].ID })
+		val, err := json.Marshal(e)
+		if err != nil {
+			return Epoch{}, fmt.Errorf("%s: %w", what, err)
+		}
+		resp, err := c.etcd.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(c.epochKey()), "=", rev)).
+			Then(clientv3.OpPut(c.epochKey(), string(val))).Commit()
+		if err != nil {
+			return Epoch{}, fmt.Errorf("%s: %w", what, c.etcdErr(err))
+		}
+		if resp.Succeeded {
+			return e, nil
+		}
+	}
+}
+
+// WatchEpoch sends the current epoch now and again after every change,
+// until ctx is done, then closes the channel. A slow reader only misses
+// intermediate epochs.
+func (c *Client) WatchEpoch(ctx context.Context) <-chan Epoch {
+	out := make(chan Epoch, 1)
+	go func() {
+		defer close(out)
+		c.watchLatest(ctx, c.epochKey(), false, func(ctx context.Context) (int64, error) {
+			e, _, rev, err := c.epochAt(ctx)
+			if err == nil {
+				sendLatest(out, e)
+			}
+			return rev, err
+		})
+	}()
+	return out
+}
