@@ -5,7 +5,7 @@
 . ./lib.sh
 need_ublkctl
 
-size_mib=128
+size_mib=256
 ublk_add -t mem --size ${size_mib}M -q 2 -d 64
 engine=io_uring
 $FIO --name=probe --filename="$DEV" --ioengine=io_uring --direct=1 --rw=read --bs=4k --size=4k >/dev/null 2>&1 || engine=libaio
