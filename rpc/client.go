@@ -220,7 +220,8 @@ func (c *Client) cancel(call *Call, err error) {
 }
 
 // Close fails every pending call with ErrClosed, closes the connections and
-// waits for the client's goroutines. Calls made afterwards fail with ErrClosed.
+// waits for the client's goroutines (so it must not be called from a Done
+// callback). Calls made afterwards fail with ErrClosed.
 func (c *Client) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil

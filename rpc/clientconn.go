@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 const readBufferSize = 64 << 10
@@ -225,7 +227,11 @@ func (cc *clientConn) drop(s *session, err error) {
 	s.conn.Close()
 	fired := cc.failAllLocked(err, nil)
 	cc.mu.Unlock()
-	cc.c.log.Warn().Err(err).Int("failed_calls", len(fired)).Msg("rpc connection lost")
+	lvl := zerolog.InfoLevel // the peer went away with nothing pending
+	if len(fired) > 0 {
+		lvl = zerolog.WarnLevel
+	}
+	cc.c.log.WithLevel(lvl).Err(err).Int("failed_calls", len(fired)).Msg("rpc: connection lost")
 	fireAll(fired)
 }
 
@@ -250,7 +256,7 @@ func (cc *clientConn) dial() {
 		fired := cc.failAllLocked(cc.lastErr, nil)
 		backoff := cc.backoff
 		cc.mu.Unlock()
-		cc.c.log.Warn().Err(err).Dur("retry_in", backoff).Msg("rpc dial failed")
+		cc.c.log.Warn().Err(err).Dur("retry_in", backoff).Msg("rpc: dial failed")
 		fireAll(fired)
 		return
 	}
@@ -264,7 +270,7 @@ func (cc *clientConn) dial() {
 		s.signal()
 	}
 	cc.mu.Unlock()
-	cc.c.log.Debug().Msg("rpc connected")
+	cc.c.log.Debug().Msg("rpc: connected")
 }
 
 // writer is the state of one session's writer goroutine, kept across
