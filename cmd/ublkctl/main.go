@@ -253,9 +253,9 @@ func listCmd() *cobra.Command {
 				return json.NewEncoder(os.Stdout).Encode(devs)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATE\tQUEUES\tDEPTH\tSIZE\tTARGET\tPID\tBACKING")
+			fmt.Fprintln(tw, "ID\tSTATE\tQUEUES\tDEPTH\tSIZE\tTARGET\tPID")
 			for _, d := range devs {
-				fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%d\t%s\n", d.ID, d.State, d.Queues, d.Depth, units.FormatSize(d.Size), d.Target, d.Pid, d.Backing)
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%d\n", d.ID, d.State, d.Queues, d.Depth, units.FormatSize(d.Size), d.Target, d.Pid)
 			}
 			return tw.Flush()
 		},
