@@ -1,0 +1,273 @@
+package sheep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sheepblk/sheepblk/backend"
+	"github.com/sheepblk/sheepblk/cluster"
+	"github.com/sheepblk/sheepblk/placement"
+	"github.com/sheepblk/sheepblk/rpc"
+)
+
+// Options configures a Backend.
+type Options struct {
+	// Cluster is the connection to the cluster's etcd. Required; the
+	// Backend does not close it.
+	Cluster *cluster.Client
+	// VDI names the VDI to serve. Required.
+	VDI string
+	// CallTimeout bounds every call to a node (default 5s): a read fails
+	// over after it, a write or flush fails.
+	CallTimeout time.Duration
+	// OpenTimeout bounds Open's wait for the cluster's membership (default
+	// 10s).
+	OpenTimeout time.Duration
+	// MaxInFlight is how many request states are preallocated (default
+	// 256): the ublk device's queues times their depth. More requests in
+	// flight still work, at the cost of an allocation each.
+	MaxInFlight int
+	// MaxIOSize is the largest request the preallocated states cover
+	// without allocating (default 1 MiB).
+	MaxIOSize int
+	// RPC configures the connection to each node.
+	RPC    rpc.ClientOptions
+	Logger zerolog.Logger
+}
+
+// ErrClosed fails requests submitted after Close.
+var ErrClosed = errors.New("sheep backend closed")
+
+// Backend serves one VDI from a sheep cluster.
+type Backend struct {
+	opts    Options
+	vdi     cluster.VDI
+	objSize int64
+	log     zerolog.Logger
+
+	topo  atomic.Pointer[topology]
+	ready chan struct{} // closed once the first topology is in
+	free  chan *ioState // preallocated request states
+	subN  int           // sub-calls each preallocated state holds
+
+	mu    sync.Mutex
+	peers map[string]*peer // every node ever seen, by id
+
+	closed   atomic.Bool
+	inflight atomic.Int64 // requests submitted and not yet done
+	stop     context.CancelFunc
+	watchers sync.WaitGroup
+}
+
+// peer is one storage node, for the life of the Backend.
+type peer struct {
+	id    string
+	up    atomic.Bool                // registered and not leaving
+	conn  atomic.Pointer[rpc.Client] // nil until first seen live
+	dirty atomic.Bool                // acknowledged writes since the last flush
+}
+
+// topology is an immutable snapshot: the ring of the current epoch and,
+// by ring index, the peers.
+type topology struct {
+	epoch uint64
+	ring  *placement.Ring
+	peers []*peer
+}
+
+var (
+	_ backend.AsyncBackend = (*Backend)(nil)
+	_ backend.Flusher      = (*Backend)(nil)
+	_ backend.Discarder    = (*Backend)(nil)
+	_ backend.ZeroWriter   = (*Backend)(nil)
+)
+
+// Open looks the VDI up, waits for the cluster's membership and starts
+// watching it.
+func Open(ctx context.Context, opts Options) (*Backend, error) {
+	if opts.Cluster == nil {
+		return nil, errors.New("open sheep backend: no cluster client")
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 5 * time.Second
+	}
+	if opts.OpenTimeout <= 0 {
+		opts.OpenTimeout = 10 * time.Second
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 256
+	}
+	if opts.MaxIOSize <= 0 {
+		opts.MaxIOSize = 1 << 20
+	}
+	vdi, err := opts.Cluster.VDI(ctx, opts.VDI)
+	if err != nil {
+		return nil, fmt.Errorf("open sheep backend: %w", err)
+	}
+	b := &Backend{
+		opts:    opts,
+		vdi:     vdi,
+		objSize: vdi.ObjectSize,
+		log:     opts.Logger.With().Str("vdi", vdi.Name).Logger(),
+		ready:   make(chan struct{}),
+		free:    make(chan *ioState, opts.MaxInFlight),
+		peers:   map[string]*peer{},
+	}
+	// Enough sub-calls for a MaxIOSize request straddling objects, on
+	// every replica.
+	b.subN = (opts.MaxIOSize/int(vdi.ObjectSize) + 2) * vdi.Copies
+	for range opts.MaxInFlight {
+		b.free <- b.newState()
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	b.stop = stop
+	b.watchers.Add(1)
+	go b.watch(wctx)
+	select {
+	case <-b.ready:
+	case <-ctx.Done():
+		b.Close()
+		return nil, fmt.Errorf("open sheep backend for vdi %s: waiting for the cluster membership: %w", vdi.Name, ctx.Err())
+	case <-time.After(opts.OpenTimeout):
+		b.Close()
+		return nil, fmt.Errorf("open sheep backend for vdi %s: no cluster membership from etcd at %s after %v", vdi.Name, opts.Cluster.Endpoints(), opts.OpenTimeout)
+	}
+	return b, nil
+}
+
+// VDI is the VDI served.
+func (b *Backend) VDI() cluster.VDI { return b.vdi }
+
+// Size is the VDI's size in bytes (as of Open).
+func (b *Backend) Size() int64 { return b.vdi.Size }
+
+// watch keeps the topology current from the epoch and the live nodes.
+func (b *Backend) watch(ctx context.Context) {
+	defer b.watchers.Done()
+	epochs := b.opts.Cluster.WatchEpoch(ctx)
+	nodes := b.opts.Cluster.WatchNodes(ctx)
+	var (
+		epoch          cluster.Epoch
+		live           []cluster.Node
+		haveE, haveN   bool
+		announcedReady bool
+	)
+	for {
+		select {
+		case e, ok := <-epochs:
+			if !ok {
+				return
+			}
+			epoch, haveE = e, true
+		case n, ok := <-nodes:
+			if !ok {
+				return
+			}
+			live, haveN = n, true
+		}
+		if !haveE || !haveN {
+			continue
+		}
+		b.rebuild(epoch, live)
+		if !announcedReady {
+			announcedReady = true
+			close(b.ready)
+		}
+	}
+}
+
+// rebuild installs the topology of an epoch and the live node list.
+func (b *Backend) rebuild(e cluster.Epoch, live []cluster.Node) {
+	members := make([]placement.Node, len(e.Members))
+	for i, m := range e.Members {
+		members[i] = placement.Node{ID: placement.NodeID(m.ID), Zone: m.Zone, Capacity: m.Capacity}
+	}
+	ring, err := placement.New(members)
+	if err != nil {
+		b.log.Error().Err(err).Uint64("epoch", e.Number).Msg("cannot place objects on this epoch; keeping the previous one")
+		return
+	}
+	liveByID := make(map[string]cluster.Node, len(live))
+	for _, n := range live {
+		liveByID[n.ID] = n
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return
+	}
+	var retired []*rpc.Client
+	for _, n := range live {
+		p := b.peers[n.ID]
+		if p == nil {
+			p = &peer{id: n.ID}
+			b.peers[n.ID] = p
+		}
+		if old := p.conn.Load(); old == nil || old.Addr() != n.Addr {
+			opts := b.opts.RPC
+			if opts.CallTimeout == 0 {
+				opts.CallTimeout = b.opts.CallTimeout
+			}
+			opts.Logger = b.opts.Logger
+			p.conn.Store(rpc.NewClient(n.Addr, opts))
+			if old != nil {
+				// Its calls in flight fail (reads fail over); the node
+				// has moved.
+				retired = append(retired, old)
+			}
+		}
+	}
+	for id, p := range b.peers {
+		n, ok := liveByID[id]
+		up := ok && n.State != cluster.NodeLeaving
+		if p.up.Swap(up) != up {
+			b.log.Info().Str("node", id).Bool("up", up).Msg("node state changed")
+		}
+	}
+	t := &topology{epoch: e.Number, ring: ring, peers: make([]*peer, ring.Len())}
+	for i, n := range ring.Nodes() {
+		p := b.peers[string(n.ID)]
+		if p == nil {
+			p = &peer{id: string(n.ID)} // a member never seen live: down
+			b.peers[p.id] = p
+		}
+		t.peers[i] = p
+	}
+	if old := b.topo.Swap(t); old == nil || old.epoch != t.epoch {
+		b.log.Info().Uint64("epoch", t.epoch).Int("members", ring.Len()).Msg("placement epoch")
+	}
+	for _, c := range retired {
+		c.Close()
+	}
+}
+
+// Close fails new requests, waits for those in flight (each call has a
+// deadline, so this is bounded) and closes the connections to the nodes.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	if b.closed.Swap(true) {
+		b.mu.Unlock()
+		return nil
+	}
+	b.mu.Unlock()
+	b.stop()
+	b.watchers.Wait()
+	// Bounded: every call has a deadline.
+	for b.inflight.Load() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.peers {
+		if c := p.conn.Load(); c != nil {
+			c.Close()
+		}
+	}
+	return nil
+}

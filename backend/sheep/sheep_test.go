@@ -1,0 +1,397 @@
+package sheep_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sheepblk/sheepblk/backend"
+	sheepbackend "github.com/sheepblk/sheepblk/backend/sheep"
+	"github.com/sheepblk/sheepblk/cluster"
+	"github.com/sheepblk/sheepblk/cluster/local"
+	"github.com/sheepblk/sheepblk/placement"
+	"github.com/sheepblk/sheepblk/sheep/proto"
+)
+
+const callTimeout = 2 * time.Second
+
+func startCluster(t testing.TB, nodes, copies int) *local.Cluster {
+	t.Helper()
+	c, err := local.Start(context.Background(), local.Options{
+		Dir: t.TempDir(), Nodes: nodes, Copies: copies, RegisterTTL: 2 * time.Second, NodeCapacity: 1 << 40,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func createVDI(t testing.TB, c *local.Cluster, name string, size int64) cluster.VDI {
+	t.Helper()
+	v, err := c.Client().CreateVDI(context.Background(), cluster.CreateVDIOptions{Name: name, Size: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func open(t testing.TB, c *local.Cluster, name string) *sheepbackend.Backend {
+	t.Helper()
+	b, err := sheepbackend.Open(context.Background(), sheepbackend.Options{Cluster: c.Client(), VDI: name, CallTimeout: callTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// extent is one write of the test, its content regenerated from its seed.
+type extent struct {
+	off  int64
+	n    int
+	seed uint64
+	sum  [32]byte
+}
+
+func (e *extent) data() []byte {
+	p := make([]byte, e.n)
+	r := rand.New(rand.NewPCG(e.seed, 7))
+	for i := 0; i+8 <= len(p); i += 8 {
+		v := r.Uint64()
+		for j := range 8 {
+			p[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return p
+}
+
+// writeExtents writes count non-overlapping extents of up to 1 MiB, one per
+// random 1 MiB slot of the VDI, from 8 goroutines.
+func writeExtents(t *testing.T, b *sheepbackend.Backend, count int, seed uint64) []extent {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 1))
+	slots := int(b.Size() >> 20)
+	perm := r.Perm(slots)[:count]
+	exts := make([]extent, count)
+	for i, s := range perm {
+		n := (1 + r.IntN(256)) * 4096 // 4 KiB .. 1 MiB
+		off := int64(s)<<20 + int64(r.IntN((1<<20-n)/512+1))*512
+		exts[i] = extent{off: off, n: n, seed: r.Uint64()}
+	}
+	parallel(t, len(exts), func(i int) error {
+		e := &exts[i]
+		p := e.data()
+		e.sum = sha256.Sum256(p)
+		_, err := b.WriteAt(p, e.off)
+		return err
+	})
+	return exts
+}
+
+func parallel(t *testing.T, n int, f func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	next := make(chan int)
+	errs := make(chan error, n)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// verify reads every extent back and compares checksums, plus the bytes
+// just around it (never written: zeros).
+func verify(t *testing.T, b *sheepbackend.Backend, exts []extent) {
+	t.Helper()
+	parallel(t, len(exts), func(i int) error {
+		e := &exts[i]
+		p := make([]byte, e.n)
+		if _, err := b.ReadAt(p, e.off); err != nil {
+			return fmt.Errorf("read extent %d at %d: %w", i, e.off, err)
+		}
+		if sha256.Sum256(p) != e.sum {
+			return fmt.Errorf("extent %d at %d+%d: checksum mismatch", i, e.off, e.n)
+		}
+		return nil
+	})
+}
+
+func TestReplicatedIO(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 200 MiB to a 3-node cluster")
+	}
+	c := startCluster(t, 3, 3)
+	vdi := createVDI(t, c, "disk", 1<<30)
+	b := open(t, c, "disk")
+
+	start := time.Now()
+	exts := writeExtents(t, b, 400, 1) // ~200 MiB over 400 of the 1024 slots
+	var total int
+	for _, e := range exts {
+		total += e.n
+	}
+	t.Logf("wrote %d MiB in %v", total>>20, time.Since(start))
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, b, exts)
+
+	// Unwritten ranges read as zeros: the first slot not used.
+	used := map[int64]bool{}
+	for _, e := range exts {
+		used[e.off>>20] = true
+	}
+	for s := int64(0); s < 1024; s++ {
+		if !used[s] {
+			p := bytes.Repeat([]byte{0xff}, 1<<20)
+			if _, err := b.ReadAt(p, s<<20); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(p, make([]byte, 1<<20)) {
+				t.Fatalf("never-written slot %d does not read as zeros", s)
+			}
+			break
+		}
+	}
+
+	// Every object written is on exactly 3 nodes, with identical bytes;
+	// no other object exists.
+	objects := map[uint32]bool{}
+	for _, e := range exts {
+		for o := e.off / vdi.ObjectSize; o <= (e.off+int64(e.n)-1)/vdi.ObjectSize; o++ {
+			objects[uint32(o)] = true
+		}
+	}
+	checkReplicas(t, c, vdi, objects, 3)
+
+	// Past the end: refused.
+	if _, err := b.WriteAt(make([]byte, 4096), vdi.Size); err == nil {
+		t.Fatal("write past the end succeeded")
+	}
+	// Discard and write-zeroes read back as zeros.
+	e := exts[0]
+	if err := b.Discard(e.off, 4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteZeroes(e.off+4096, 4096); err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, 8192)
+	if _, err := b.ReadAt(p, e.off); err != nil || !bytes.Equal(p, make([]byte, 8192)) {
+		t.Fatalf("discarded range: %v, zeros=%v", err, bytes.Equal(p, make([]byte, 8192)))
+	}
+}
+
+// checkReplicas reads each object straight from each node's store.
+func checkReplicas(t *testing.T, c *local.Cluster, vdi cluster.VDI, objects map[uint32]bool, copies int) {
+	t.Helper()
+	buf := make([]byte, vdi.ObjectSize)
+	ref := make([]byte, vdi.ObjectSize)
+	stored := 0
+	for i := range c.Nodes() {
+		stored += c.Node(i).Store().Stats().Objects
+	}
+	if stored != len(objects)*copies {
+		t.Fatalf("nodes hold %d objects, want %d (%d objects x %d copies)", stored, len(objects)*copies, len(objects), copies)
+	}
+	for idx := range objects {
+		oid := proto.NewObjectID(vdi.ID, idx)
+		holders := 0
+		for i := range c.Nodes() {
+			st := c.Node(i).Store()
+			if !st.Exists(oid) {
+				continue
+			}
+			if err := st.ReadAt(oid, buf, 0); err != nil {
+				t.Fatalf("node %d: read %v: %v", i, oid, err)
+			}
+			if holders == 0 {
+				copy(ref, buf)
+			} else if !bytes.Equal(ref, buf) {
+				t.Fatalf("object %v differs between replicas", oid)
+			}
+			holders++
+		}
+		if holders != copies {
+			t.Fatalf("object %v on %d nodes, want %d", oid, holders, copies)
+		}
+	}
+}
+
+// TestPlacementFollowsRing: with 5 nodes and 2 copies each object lives
+// exactly on the 2 nodes placement names.
+func TestPlacementFollowsRing(t *testing.T) {
+	c := startCluster(t, 5, 2)
+	vdi := createVDI(t, c, "disk", 256<<20)
+	b := open(t, c, "disk")
+	p := bytes.Repeat([]byte("sheep"), 1000)
+	objects := map[uint32]bool{}
+	for idx := uint32(0); idx < 64; idx++ {
+		if _, err := b.WriteAt(p, int64(idx)*vdi.ObjectSize+100); err != nil {
+			t.Fatal(err)
+		}
+		objects[idx] = true
+	}
+	e, err := c.Client().Epoch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var members []placement.Node
+	for _, m := range e.Members {
+		members = append(members, placement.Node{ID: placement.NodeID(m.ID), Zone: m.Zone, Capacity: m.Capacity})
+	}
+	ring, err := placement.New(members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for idx := range objects {
+		oid := proto.NewObjectID(vdi.ID, idx)
+		want := ring.Replicas(uint64(oid), 2, nil)
+		for i := range c.Nodes() {
+			has := c.Node(i).Store().Exists(oid)
+			id := placement.NodeID(fmt.Sprintf("node-%d", i))
+			if has != (id == want[0] || id == want[1]) {
+				t.Fatalf("object %v: node %s has=%v, placement says %v", oid, id, has, want)
+			}
+		}
+	}
+	checkReplicas(t, c, vdi, objects, 2)
+}
+
+func TestNodeFailureAndRestart(t *testing.T) {
+	c := startCluster(t, 3, 3)
+	vdi := createVDI(t, c, "disk", 256<<20)
+	b := open(t, c, "disk")
+	exts := writeExtents(t, b, 64, 2)
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	// One node dies: reads still succeed (fail over), writes to its
+	// objects (all of them, with 3 copies on 3 nodes) fail, quickly.
+	if err := c.KillNode(1); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, b, exts)
+	start := time.Now()
+	_, err := b.WriteAt(make([]byte, 4096), 0)
+	if err == nil {
+		t.Fatal("write with a replica down succeeded")
+	}
+	if took := time.Since(start); took > 2*callTimeout {
+		t.Fatalf("failed write took %v", took)
+	}
+	if !strings.Contains(err.Error(), "node-1") {
+		t.Fatalf("write error does not name the dead node: %v", err)
+	}
+	t.Logf("write with a replica down: %v", err)
+
+	// A request through the async interface fails with EIO, not a hang.
+	r, w := asyncReq(backend.OpWrite, 0, make([]byte, 4096))
+	b.Submit(r)
+	select {
+	case <-w:
+	case <-time.After(2 * callTimeout):
+		t.Fatal("async write with a replica down did not complete")
+	}
+	if r.Result != -5 {
+		t.Fatalf("async write result %d, want -EIO", r.Result)
+	}
+
+	// Every node restarts: the acknowledged and flushed data is there.
+	for i := range c.Nodes() {
+		if err := c.StopNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// With no node up, I/O fails in bounded time.
+	start = time.Now()
+	if _, err := b.ReadAt(make([]byte, 4096), 0); err == nil {
+		t.Fatal("read with every node down succeeded")
+	}
+	if took := time.Since(start); took > 3*callTimeout {
+		t.Fatalf("read with every node down took %v", took)
+	}
+	for i := range c.Nodes() {
+		if err := c.StartNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := open(t, c, "disk")
+	verify(t, fresh, exts)
+	// The old client recovers too (it redials with backoff).
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, err := b.WriteAt([]byte("back"), vdi.Size-4096)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("old client did not recover: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	verify(t, b, exts)
+}
+
+type waiter chan *backend.Request
+
+func (w waiter) Complete(r *backend.Request) { w <- r }
+
+func asyncReq(op backend.Op, off int64, buf []byte) (*backend.Request, waiter) {
+	w := make(waiter, 1)
+	r := &backend.Request{Op: op, Offset: off, Length: len(buf), Buf: buf}
+	r.Bind(w, 0)
+	return r, w
+}
+
+func TestClosedAndBadRequests(t *testing.T) {
+	c := startCluster(t, 1, 1)
+	createVDI(t, c, "disk", 64<<20)
+	b, err := sheepbackend.Open(context.Background(), sheepbackend.Options{Cluster: c.Client(), VDI: "disk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sheepbackend.Open(context.Background(), sheepbackend.Options{Cluster: c.Client(), VDI: "nope"}); !errors.Is(err, cluster.ErrVDINotFound) {
+		t.Fatalf("open missing vdi: %v", err)
+	}
+	r, w := asyncReq(backend.OpRead, 64<<20-4096, make([]byte, 8192))
+	b.Submit(r)
+	<-w
+	if r.Result >= 0 {
+		t.Fatalf("read past the end: result %d", r.Result)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, w = asyncReq(backend.OpRead, 0, make([]byte, 4096))
+	b.Submit(r)
+	<-w
+	if r.Result >= 0 {
+		t.Fatalf("read after close: result %d", r.Result)
+	}
+}
