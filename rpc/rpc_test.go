@@ -17,6 +17,8 @@ import (
 func TestRoundTripRandomSizesConcurrent(t *testing.T) {
 	for _, conns := range []int{1, 3} {
 		t.Run(map[int]string{1: "one-conn", 3: "three-conns"}[conns], func(t *testing.T) {
+			randomPool := make([]byte, 2<<20)
+			rand.NewChaCha8([32]byte{byte(conns)}).Read(randomPool)
 			ts := startServer(t, checksumHandler{}, ServerOptions{})
 			c := newTestClient(t, ts.addr, ClientOptions{Conns: conns})
 			const callers, callsEach = 16, 60
@@ -31,20 +33,20 @@ func TestRoundTripRandomSizesConcurrent(t *testing.T) {
 					hdr := make([]byte, 64)
 					for i := range callsEach {
 						var size int
-						switch rng.IntN(4) {
-						case 0:
+						switch rng.IntN(16) {
+						case 0, 1, 2, 3:
 							size = 0
-						case 1:
+						case 4, 5, 6, 7, 8:
 							size = rng.IntN(512)
-						case 2:
+						case 9, 10, 11, 12, 13:
 							size = rng.IntN(64 << 10)
+						case 14:
+							size = rng.IntN(256 << 10)
 						default:
-							size = rng.IntN(1 << 20)
+							size = 1<<20 - rng.IntN(4096) // near the reply buffer's size
 						}
-						body := make([]byte, size)
-						for j := range body {
-							body[j] = byte(rng.Uint32())
-						}
+						off := rng.IntN(len(randomPool) - size + 1)
+						body := randomPool[off : off+size]
 						delay := time.Duration(0)
 						if rng.IntN(3) == 0 {
 							delay = time.Duration(rng.IntN(8)) * time.Millisecond
