@@ -37,10 +37,15 @@
 // buffers (writing its request, reading its reply), its completion is
 // deferred until it lets go of them, so once Done runs the caller may reuse
 // every buffer of the Call; a write or read that stays stuck past a call's
-// deadline closes the connection. Connections are dialed lazily; a lost
-// connection fails its pending calls at once with an error that wraps
-// ErrConnection, and the next call redials, with exponential backoff after
-// failed dials (calls made during the backoff fail fast with ErrConnection).
+// deadline for more than a second closes the connection. Connections are
+// dialed lazily; a lost connection fails its pending calls at once with an
+// error that wraps ErrConnection, and the next call redials, with
+// exponential backoff after failed dials (calls made during the backoff fail
+// fast with ErrConnection, so a caller can turn to another replica).
+//
+// Done runs on the client's reader, writer or deadline goroutine (or a
+// fresh one for calls that fail before entering a connection); it must not
+// block, may resubmit its Call, and must not call Client.Close.
 //
 // # Server
 //
@@ -49,7 +54,11 @@
 // Request bytes are read into pooled buffers; Response.Buf hands the handler
 // pooled buffers that are released once the reply has been written.
 // Shutdown stops reading new requests, lets in-flight handlers finish, flushes
-// their replies and then closes the connections.
+// their replies and then closes the connections; a connection whose reading
+// ends otherwise (a bad frame, the client's EOF) is drained the same way.
+// Close closes everything at once. A connection holds at most
+// MaxInFlightPerConn requests, so its request memory is bounded by
+// MaxInFlightPerConn × (MaxHeader + MaxBody); size the two for the node.
 //
 // Steady-state calls allocate nothing on either side (BenchmarkRPC4KiB
 // reports allocs/op).
