@@ -271,3 +271,18 @@ func (b *Backend) Close() error {
 	}
 	return nil
 }
+
+// Node reports what the backend knows of a node: the address it talks to
+// and whether it counts it up.
+func (b *Backend) Node(id string) (addr string, up bool) {
+	b.mu.Lock()
+	p := b.peers[id]
+	b.mu.Unlock()
+	if p == nil {
+		return "", false
+	}
+	if c := p.conn.Load(); c != nil {
+		addr = c.Addr()
+	}
+	return addr, p.up.Load()
+}

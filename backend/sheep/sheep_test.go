@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -310,6 +311,45 @@ func TestNodeFailureAndRestart(t *testing.T) {
 	}
 	t.Logf("write with a replica down: %v", err)
 
+	// A node still listed but unreachable (crashed before its lease
+	// expired) or hung (accepts, never answers): reads fail over on the
+	// error or the timeout, writes fail within the call timeout.
+	for _, kind := range []string{"refusing", "hung"} {
+		addr := "127.0.0.1:1"
+		if kind == "hung" {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			go func() {
+				for {
+					conn, err := l.Accept()
+					if err != nil {
+						return
+					}
+					defer conn.Close() // never answers
+				}
+			}()
+			addr = l.Addr().String()
+		}
+		ghost, err := c.Client().Register(context.Background(), cluster.Node{ID: "node-1", Addr: addr}, cluster.RegisterOptions{Replace: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitNode(t, b, "node-1", addr)
+		verify(t, b, exts[:12])
+		start := time.Now()
+		if _, err := b.WriteAt(make([]byte, 4096), 0); err == nil {
+			t.Fatalf("%s node: write succeeded", kind)
+		} else if took := time.Since(start); took > callTimeout+time.Second {
+			t.Fatalf("%s node: failed write took %v", kind, took)
+		} else {
+			t.Logf("%s node: write failed after %v: %v", kind, took.Round(time.Millisecond), err)
+		}
+		ghost.Close()
+	}
+
 	// A request through the async interface fails with EIO, not a hang.
 	r, w := asyncReq(backend.OpWrite, 0, make([]byte, 4096))
 	b.Submit(r)
@@ -356,6 +396,22 @@ func TestNodeFailureAndRestart(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	verify(t, b, exts)
+}
+
+// waitNode waits until the backend (which watches etcd) sees node id up
+// at addr.
+func waitNode(t *testing.T, b *sheepbackend.Backend, id, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if a, up := b.Node(id); up && a == addr {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend does not see node %s up at %s", id, addr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 type waiter chan *backend.Request
