@@ -113,16 +113,16 @@ func Delete(ctrl *ublk.Controller, id uint32, timeout time.Duration) error {
 	}
 	if pid > 0 && pid != os.Getpid() && Alive(pid) {
 		syscall.Kill(pid, syscall.SIGTERM)
-		if waitGone(ctrl, id, pid, timeout) {
-			RemoveState(id)
+		if !waitExit(pid, timeout) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			waitExit(pid, 5*time.Second)
+		}
+		if _, err := ctrl.DeviceInfo(id); errors.Is(err, syscall.ENODEV) {
+			RemoveState(id) // the daemon deleted it
 			return nil
 		}
-		syscall.Kill(pid, syscall.SIGKILL)
-		for deadline := time.Now().Add(5 * time.Second); Alive(pid) && time.Now().Before(deadline); {
-			time.Sleep(20 * time.Millisecond)
-		}
 	}
-	// No daemon (crashed, killed, or kept for recovery): do its part.
+	// No daemon (crashed, killed, or detached for recovery): do its part.
 	if err := ctrl.StopDevice(id); err != nil && !errors.Is(err, syscall.ENODEV) {
 		return err
 	}
@@ -133,15 +133,12 @@ func Delete(ctrl *ublk.Controller, id uint32, timeout time.Duration) error {
 	return nil
 }
 
-// waitGone waits until the daemon has exited and the device is deleted.
-func waitGone(ctrl *ublk.Controller, id uint32, pid int, timeout time.Duration) bool {
+// waitExit waits until process pid is gone.
+func waitExit(pid int, timeout time.Duration) bool {
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if Alive(pid) {
-			continue
-		}
-		if _, err := ctrl.DeviceInfo(id); errors.Is(err, syscall.ENODEV) {
+		if !Alive(pid) {
 			return true
 		}
 	}
-	return false
+	return !Alive(pid)
 }

@@ -21,7 +21,11 @@ type Options struct {
 	// Unprotected skips PR_SET_IO_FLUSHER and mlockall: only for the
 	// experiment that shows what the protections are for.
 	Unprotected bool
-	Logger      zerolog.Logger
+	// Recover takes over an existing device (created with --recovery)
+	// whose daemon died, instead of creating one.
+	Recover   bool
+	RecoverID uint32
+	Logger    zerolog.Logger
 }
 
 // Started is called once the device is live, with its id.
@@ -60,7 +64,12 @@ func Serve(opts Options, started Started) error {
 		return err
 	}
 	defer ctrl.Close()
-	dev, err := ublk.New(ctrl, be, opts.Device)
+	var dev *ublk.Device
+	if opts.Recover {
+		dev, err = ublk.Recover(ctrl, be, opts.RecoverID, opts.Device)
+	} else {
+		dev, err = ublk.New(ctrl, be, opts.Device)
+	}
 	if err != nil {
 		return err
 	}
@@ -77,28 +86,33 @@ func Serve(opts Options, started Started) error {
 		ID: dev.ID(), Pid: os.Getpid(), Target: opts.Target.Type, Backing: opts.Target.Backing(),
 		Size: be.Size(), BlockSize: opts.Device.BlockSize, Queues: int(info.NrHwQueues), Depth: int(info.QueueDepth),
 		MaxIO: int(info.MaxIOBufBytes), QueueTIDs: dev.QueueThreadIDs(), Recovery: opts.Device.Recovery,
-		LogFile: opts.LogFile, Unprotected: unprotected,
+		LogFile: opts.LogFile, Unprotected: unprotected, Spec: opts.Target,
 	}
 	if err := writeState(st); err != nil {
 		dev.Stop()
 		return err
 	}
-	defer RemoveState(dev.ID())
 	log.Info().Str("target", st.Target).Str("backing", st.Backing).Str("size", sizeString(st.Size)).
 		Ints("queue_tids", st.QueueTIDs).Msg("serving")
 	started(dev.ID())
 
 	select {
 	case sig := <-sigs:
-		log.Info().Str("signal", sig.String()).Msg("stopping device")
-		if err := dev.Stop(); err != nil {
-			return fmt.Errorf("stop: %w", err)
+		if opts.Device.Recovery {
+			// Kept for `ublkctl recover`, which needs the state file.
+			log.Info().Str("signal", sig.String()).Msg("detaching; the device stays for ublkctl recover")
+			dev.Detach()
+			return nil
 		}
+		log.Info().Str("signal", sig.String()).Msg("stopping device")
+		err = dev.Stop()
 	case <-dev.Done():
 		log.Info().Msg("device stopped from outside; deleting it")
-		if err := dev.Stop(); err != nil && !errors.Is(err, syscall.ENODEV) {
-			return fmt.Errorf("stop: %w", err)
-		}
+		err = dev.Stop()
+	}
+	RemoveState(dev.ID())
+	if err != nil && !errors.Is(err, syscall.ENODEV) {
+		return fmt.Errorf("stop: %w", err)
 	}
 	log.Info().Msg("device removed")
 	return nil

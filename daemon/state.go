@@ -29,6 +29,9 @@ type State struct {
 	LogFile   string `json:"log_file,omitempty"`
 	// Protections the daemon could not apply (empty when all took effect).
 	Unprotected []string `json:"unprotected,omitempty"`
+	// Spec is how the target was opened: what `ublkctl recover` needs to
+	// serve the device again after its daemon died.
+	Spec Target `json:"spec"`
 }
 
 func statePath(id uint32) string {

@@ -12,11 +12,11 @@ import (
 
 // Target names a backend and how to open it.
 type Target struct {
-	Type      string // null, mem, file
-	File      string // file: path of the backing file or block device
-	Size      int64  // bytes; 0 for a file means "the file's size"
-	Buffered  bool   // file: no O_DIRECT
-	FailRange string // testing: "OFF:LEN", reads and writes there fail with EIO
+	Type      string `json:"type"`                 // null, mem, file
+	File      string `json:"file,omitempty"`       // file: path of the backing file or block device
+	Size      int64  `json:"size,omitempty"`       // bytes; 0 for a file means "the file's size"
+	Buffered  bool   `json:"buffered,omitempty"`   // file: no O_DIRECT
+	FailRange string `json:"fail_range,omitempty"` // testing: "OFF:LEN", reads and writes there fail with EIO
 }
 
 // TargetTypes are the types Open knows.

@@ -73,6 +73,10 @@ type Device struct {
 	queues []*queue
 	wg     sync.WaitGroup
 	done   chan struct{}
+	// recovering: the device exists already and this process takes it
+	// over from a daemon that died (Recover), so Start ends the recovery
+	// instead of starting the device, and Stop does not delete it.
+	recovering bool
 }
 
 // New creates a device for be (ADD_DEV and SET_PARAMS). It is not visible
@@ -106,6 +110,48 @@ func New(ctrl *Controller, be backend.Backend, opts Options) (*Device, error) {
 	}
 	return d, nil
 }
+
+// Recover takes over device id, whose daemon died, for be: the device
+// must have been created with Options.Recovery. Start then resumes it.
+// The kernel lets a new daemon in only once the old one is fully gone
+// and the device quiesced, so START_USER_RECOVERY is retried for a while.
+func Recover(ctrl *Controller, be backend.Backend, id uint32, opts Options) (*Device, error) {
+	info, err := ctrl.DeviceInfo(id)
+	if err != nil {
+		return nil, err
+	}
+	if info.Flags&uapi.FUserRecovery == 0 {
+		return nil, fmt.Errorf("device %d was not created with --recovery; it cannot be taken over", id)
+	}
+	p, err := ctrl.Params(id)
+	if err != nil {
+		return nil, err
+	}
+	if size := int64(p.Basic.DevSectors) << 9; size != be.Size() {
+		return nil, fmt.Errorf("device %d has %d bytes but the backend has %d", id, size, be.Size())
+	}
+	opts.ID, opts.Queues, opts.Depth, opts.MaxIO = int(id), int(info.NrHwQueues), int(info.QueueDepth), int(info.MaxIOBufBytes)
+	opts.BlockSize = 1 << p.Basic.LogicalBSShift
+	deadline := time.Now().Add(recoveryWait)
+	for {
+		err = ctrl.StartRecovery(id)
+		if err == nil || !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return nil, fmt.Errorf("%w: the old daemon of device %d still holds it (is it still running?)", err, id)
+		}
+		return nil, err
+	}
+	d := &Device{ctrl: ctrl, be: be, opts: opts, info: info, done: make(chan struct{}), recovering: true}
+	d.log = opts.Logger.With().Uint32("dev_id", id).Logger()
+	return d, nil
+}
+
+const recoveryWait = 10 * time.Second
 
 // deviceFlags are the UBLK_F_* flags a new device asks for.
 func (c *Controller) deviceFlags(recovery bool) uint64 {
@@ -177,7 +223,11 @@ func (d *Device) Start() error {
 		d.teardown()
 		return err
 	}
-	if err := d.ctrl.StartDevice(d.info.DevID, os.Getpid()); err != nil {
+	start := d.ctrl.StartDevice
+	if d.recovering {
+		start = d.ctrl.EndRecovery
+	}
+	if err := start(d.info.DevID, os.Getpid()); err != nil {
 		d.teardown()
 		return err
 	}
@@ -282,6 +332,14 @@ func (d *Device) QueueThreadIDs() []int {
 // when the device was stopped from outside.
 func (d *Device) Done() <-chan struct{} { return d.done }
 
+// Detach stops serving but keeps the device for a later Recover: the
+// queue threads finish the requests the backend holds and exit; the kernel
+// then holds new I/O until a daemon takes the device over. Only for
+// devices created with Options.Recovery.
+func (d *Device) Detach() {
+	d.stopQueues()
+}
+
 // Stop removes the disk and the device: STOP_DEV (which lets requests in
 // flight finish), the queue threads wind down, then DEL_DEV.
 func (d *Device) Stop() error {
@@ -297,6 +355,15 @@ func (d *Device) Stop() error {
 // character device, and deletes the device. The driver's DEL_DEV waits for
 // the character device to be released, so it comes last.
 func (d *Device) teardown() {
+	d.stopQueues()
+	if !d.recovering {
+		d.remove() // a device being taken over stays for another try
+	}
+}
+
+// stopQueues ends the queue threads and releases what they hold, the
+// character device last.
+func (d *Device) stopQueues() {
 	for _, q := range d.queues {
 		q.stop()
 	}
@@ -309,7 +376,6 @@ func (d *Device) teardown() {
 		d.cdev.Close()
 		d.cdev = nil
 	}
-	d.remove()
 }
 
 func (d *Device) remove() {

@@ -33,7 +33,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(addCmd(), delCmd(), listCmd(), featuresCmd(), doctorCmd())
+	root.AddCommand(addCmd(), recoverCmd(), delCmd(), listCmd(), featuresCmd(), doctorCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "ublkctl: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 		var u usageError
@@ -44,7 +44,27 @@ func main() {
 	}
 }
 
+// daemonFlags are the flags of every command that runs a device daemon.
+type daemonFlags struct {
+	foreground bool
+	logFormat  string
+	logLevel   string
+	logFile    string
+	readyFD    int
+}
+
+func (df *daemonFlags) register(c *cobra.Command) {
+	fl := c.Flags()
+	fl.BoolVar(&df.foreground, "foreground", false, "serve in this process instead of starting a daemon")
+	fl.StringVar(&df.logFormat, "log-format", "auto", "log format: auto, console or json")
+	fl.StringVar(&df.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringVar(&df.logFile, "log-file", "", "daemon log file (default "+daemon.StateDir+"/ublkd-PID.log)")
+	fl.IntVar(&df.readyFD, "ready-fd", 0, "internal: report start-up on this descriptor")
+	fl.MarkHidden("ready-fd")
+}
+
 type addFlags struct {
+	daemonFlags
 	target      daemon.Target
 	size        string
 	id          int
@@ -52,12 +72,7 @@ type addFlags struct {
 	depth       int
 	blockSize   int
 	maxIO       string
-	foreground  bool
 	recovery    bool
-	logFormat   string
-	logLevel    string
-	logFile     string
-	readyFD     int
 	unprotected bool
 }
 
@@ -79,17 +94,47 @@ func addCmd() *cobra.Command {
 	fl.IntVar(&f.blockSize, "block-size", 512, "logical block size: 512 or 4096")
 	fl.StringVar(&f.maxIO, "max-io", "512K", "largest request (4K..1M)")
 	fl.BoolVar(&f.target.Buffered, "buffered", false, "file target: use the page cache instead of O_DIRECT")
-	fl.BoolVar(&f.foreground, "foreground", false, "serve in this process instead of starting a daemon")
 	fl.BoolVar(&f.recovery, "recovery", false, "keep the device when the daemon dies, for `ublkctl recover`")
-	fl.StringVar(&f.logFormat, "log-format", "auto", "log format: auto, console or json")
-	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fl.StringVar(&f.logFile, "log-file", "", "daemon log file (default "+daemon.StateDir+"/ublkd-PID.log)")
 	fl.StringVar(&f.target.FailRange, "fail-range", "", "testing: fail reads and writes touching OFFSET:LENGTH with EIO")
-	fl.IntVar(&f.readyFD, "ready-fd", 0, "internal: report start-up on this descriptor")
 	fl.BoolVar(&f.unprotected, "unprotected", false, "experiment: skip PR_SET_IO_FLUSHER and mlockall")
-	for _, h := range []string{"fail-range", "ready-fd", "unprotected"} {
-		fl.MarkHidden(h)
+	fl.MarkHidden("fail-range")
+	fl.MarkHidden("unprotected")
+	f.daemonFlags.register(c)
+	return c
+}
+
+func recoverCmd() *cobra.Command {
+	var df daemonFlags
+	var id int
+	c := &cobra.Command{
+		Use:   "recover -n ID",
+		Short: "Start a new daemon for a --recovery device whose daemon died; I/O resumes where it stopped",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if id < 0 {
+				return usagef("give the device with -n ID")
+			}
+			st, ok, err := daemon.ReadState(uint32(id))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("no record of device %d in %s: it was not made by ublkctl add --recovery on this host", id, daemon.StateDir)
+			}
+			if st.Pid != os.Getpid() && daemon.Alive(st.Pid) && !df.foreground {
+				return fmt.Errorf("device %d is still served by pid %d", id, st.Pid)
+			}
+			opts := daemon.Options{
+				Target:    st.Spec,
+				Device:    ublk.Options{Recovery: true, BlockSize: st.BlockSize},
+				Recover:   true,
+				RecoverID: uint32(id),
+			}
+			return df.run(opts)
+		},
 	}
+	c.Flags().IntVarP(&id, "number", "n", -1, "device id")
+	df.register(c)
 	return c
 }
 
@@ -132,11 +177,17 @@ func runAdd(f *addFlags) error {
 	if err != nil {
 		return err
 	}
+	return f.run(opts)
+}
+
+// run serves the device in this process (--foreground) or starts a daemon
+// that does: this same command line, plus --foreground and a pipe.
+func (f *daemonFlags) run(opts daemon.Options) error {
 	if _, err := os.Stat(ublk.ControlPath); err != nil {
 		return ublk.ErrNoUblk
 	}
 	if !f.foreground {
-		return spawnDaemon(f)
+		return f.spawn()
 	}
 	format, err := logging.ParseFormat(f.logFormat)
 	if err != nil {
@@ -175,9 +226,9 @@ func runAdd(f *addFlags) error {
 	return err
 }
 
-// spawnDaemon runs `ublkctl add --foreground ...` in the background and
-// prints the device it made.
-func spawnDaemon(f *addFlags) error {
+// spawn runs this command line with --foreground in the background and
+// prints the device the daemon serves.
+func (f *daemonFlags) spawn() error {
 	logFile := f.logFile
 	if logFile == "" {
 		logFile = fmt.Sprintf("%s/ublkd-%d-%d.log", daemon.StateDir, os.Getpid(), time.Now().Unix())
