@@ -32,6 +32,13 @@ else
 	say "list --json has no max_io key: asserting only VmLck >= 1 MiB"
 fi
 check "VmLck $vmlck kB >= $need kB" test "${vmlck:-0}" -ge "$need"
+# VmLck also counts address space the Go runtime reserved but never
+# touched (mlockall locks every mapping); smaps' Locked counts only pages
+# that are resident and locked, so the buffers must really be there.
+locked=$(awk '/^Locked:/ {print $2}' /proc/"$pid"/smaps_rollup)
+rss=$(awk '/^VmRSS:/ {print $2}' /proc/"$pid"/status)
+check "resident locked memory $locked kB >= $need kB" test "${locked:-0}" -ge "$need"
+check "all resident memory is locked (Locked $locked kB, VmRSS $rss kB)" test "$((rss - locked))" -le 64
 check "oom_score_adj is -1000" test "$(cat /proc/"$pid"/oom_score_adj)" = -1000
 
 tids=$(dev_field "$DEV_ID" 'queue_tids // empty | .[]')
