@@ -21,6 +21,9 @@ const (
 	NodeUp NodeState = "up"
 	// NodeLeaving is shutting down cleanly; clients should stop sending to it.
 	NodeLeaving NodeState = "leaving"
+	// NodeDown is never registered: listings (Members) use it for epoch
+	// members that are not running.
+	NodeDown NodeState = "down"
 )
 
 // Node is a storage node as registered in etcd.
@@ -241,6 +244,31 @@ func (r *Registration) Close() error {
 		return fmt.Errorf("unregister node %s: %w", id, r.c.etcdErr(err))
 	}
 	return nil
+}
+
+// Members lists every member of the placement epoch plus any live node not
+// (yet) a member, sorted by ID: live ones as registered, the others with
+// State NodeDown and only their placement fields set.
+func (c *Client) Members(ctx context.Context) ([]Node, error) {
+	live, err := c.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, err := c.Epoch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(live))
+	for _, n := range live {
+		seen[n.ID] = true
+	}
+	for _, m := range e.Members {
+		if !seen[m.ID] {
+			live = append(live, Node{ID: m.ID, Zone: m.Zone, Capacity: m.Capacity, State: NodeDown})
+		}
+	}
+	sort.Slice(live, func(i, j int) bool { return live[i].ID < live[j].ID })
+	return live, nil
 }
 
 // Nodes lists the live nodes, sorted by ID.

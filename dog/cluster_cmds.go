@@ -50,7 +50,8 @@ func clusterFormatCmd(g *globals) *cobra.Command {
 type ClusterInfo struct {
 	Formatted bool              `json:"formatted"`
 	Settings  *cluster.Settings `json:"settings,omitempty"`
-	Nodes     int               `json:"nodes"`
+	Nodes     int               `json:"nodes"` // live
+	Epoch     cluster.Epoch     `json:"epoch"`
 	VDIs      int               `json:"vdis"`
 	Etcd      string            `json:"etcd"`
 }
@@ -83,6 +84,9 @@ func clusterInfoCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if info.Epoch, err = cl.Epoch(ctx); err != nil {
+				return err
+			}
 			info.Nodes, info.VDIs = len(nodes), len(vdis)
 			if g.json {
 				return printJSON(g.io.Stdout, info)
@@ -96,7 +100,8 @@ func clusterInfoCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "Copies:         %d\n", s.Copies)
 				fmt.Fprintf(w, "Object size:    %s\n", FormatSize(s.ObjectSize))
 			}
-			fmt.Fprintf(w, "Nodes:          %d\n", info.Nodes)
+			fmt.Fprintf(w, "Nodes:          %d up of %d members\n", info.Nodes, len(info.Epoch.Members))
+			fmt.Fprintf(w, "Epoch:          %d\n", info.Epoch.Number)
 			fmt.Fprintf(w, "VDIs:           %d\n", info.VDIs)
 			_, err = fmt.Fprintf(w, "etcd:           %s\n", info.Etcd)
 			return err
@@ -107,7 +112,7 @@ func clusterInfoCmd(g *globals) *cobra.Command {
 func nodeListCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List the live storage nodes",
+		Short: "List the storage nodes: live ones, and members of the placement epoch that are down",
 		Args:  cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
 			cl, err := g.connect()
@@ -115,7 +120,7 @@ func nodeListCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			nodes, err := cl.Nodes(cmd.Context())
+			nodes, err := cl.Members(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -128,7 +133,11 @@ func nodeListCmd(g *globals) *cobra.Command {
 				if zone == "" {
 					zone = "-"
 				}
-				t.row(n.ID, n.Addr, zone, FormatSize(n.Capacity), string(n.State), formatTime(n.Started))
+				addr := n.Addr
+				if addr == "" {
+					addr = "-"
+				}
+				t.row(n.ID, addr, zone, FormatSize(n.Capacity), string(n.State), formatTime(n.Started))
 			}
 			return t.flush()
 		}),

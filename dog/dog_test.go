@@ -127,6 +127,16 @@ func TestDogWorkflow(t *testing.T) {
 	if err := json.Unmarshal([]byte(dogRun(t, etcd, "node", "list", "--json").must(t, 0).stdout), &nodes); err != nil || len(nodes) != 1 {
 		t.Fatalf("node list --json: %v %+v", err, nodes)
 	}
+	// Once it is gone it is listed as a down member: its objects are
+	// still placed on it.
+	reg.Close()
+	nl = dogRun(t, etcd, "node", "list").must(t, 0).stdout
+	if f := strings.Fields(strings.Split(nl, "\n")[1]); len(f) < 5 || f[0] != "sheep-0" || f[1] != "-" || f[4] != "down" {
+		t.Fatalf("node list after the node left:\n%s", nl)
+	}
+	if info := dogRun(t, etcd, "cluster", "info").must(t, 0).stdout; !strings.Contains(info, "0 up of 1 members") || !strings.Contains(info, "Epoch:          1") {
+		t.Fatalf("cluster info:\n%s", info)
+	}
 
 	// --etcd beats the environment.
 	dogRun(t, "http://127.0.0.1:1", "vdi", "list", "--etcd", etcd).must(t, 0)

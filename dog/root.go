@@ -163,7 +163,7 @@ func NewCommand(stdio IO) *cobra.Command {
 
 	root.AddCommand(
 		group("cluster", "Format the cluster, show its state, run a local one",
-			clusterFormatCmd(g), clusterInfoCmd(g)),
+			clusterFormatCmd(g), clusterInfoCmd(g), clusterStartLocalCmd(g)),
 		group("node", "Show the storage nodes", nodeListCmd(g)),
 		group("vdi", "Manage virtual disk images", vdiCommands(g)...),
 	)

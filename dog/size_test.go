@@ -20,7 +20,7 @@ func TestParseSize(t *testing.T) {
 }
 
 func TestFormatSize(t *testing.T) {
-	for n, want := range map[int64]string{20 << 30: "20G", 512 << 20: "512M", 4096: "4K", 1000: "1000", 3 << 29: "1536M", 0: "0"} {
+	for n, want := range map[int64]string{20 << 30: "20G", 512 << 20: "512M", 4096: "4K", 1000: "1000", 3 << 29: "1.5G", 82172235776: "76.5G", 0: "0"} {
 		if got := FormatSize(n); got != want {
 			t.Errorf("FormatSize(%d) = %q, want %q", n, got, want)
 		}

@@ -10,7 +10,7 @@ import (
 )
 
 func vdiCommands(g *globals) []*cobra.Command {
-	return []*cobra.Command{vdiCreateCmd(g), vdiListCmd(g), vdiDeleteCmd(g), vdiResizeCmd(g)}
+	return []*cobra.Command{vdiCreateCmd(g), vdiListCmd(g), vdiDeleteCmd(g), vdiResizeCmd(g), vdiWriteCmd(g), vdiReadCmd(g)}
 }
 
 // printVDI reports one VDI after a change.

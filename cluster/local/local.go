@@ -148,7 +148,7 @@ func (c *Cluster) StartNode(i int) error {
 	}
 	n, err := sheep.NewNode(sheep.Options{
 		Dir: s.dir, ID: s.id, Cluster: c.client, RegisterTTL: c.opts.RegisterTTL,
-		Capacity: c.opts.NodeCapacity, Zone: "", Logger: c.opts.Logger.With().Str("node", s.id).Logger(),
+		Capacity: c.opts.NodeCapacity, Logger: c.opts.Logger,
 	})
 	if err != nil {
 		return fmt.Errorf("start node %s: %w", s.id, err)

@@ -1,0 +1,103 @@
+package dog
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sheepblk/sheepblk/cluster/local"
+	"github.com/sheepblk/sheepblk/internal/logging"
+)
+
+// LocalCluster is what `dog cluster start-local --json` prints once the
+// cluster runs.
+type LocalCluster struct {
+	Etcd  string      `json:"etcd"`
+	Dir   string      `json:"dir"`
+	Nodes []LocalNode `json:"nodes"`
+}
+
+// LocalNode is one node of a local cluster.
+type LocalNode struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+	Dir  string `json:"dir"`
+}
+
+func clusterStartLocalCmd(g *globals) *cobra.Command {
+	var (
+		dir                string
+		nodes, copies      int
+		etcdPort, basePort int
+		logLevel           string
+	)
+	c := &cobra.Command{
+		Use:   "start-local",
+		Short: "Run a whole cluster on this machine (etcd + N nodes on 127.0.0.1) until interrupted",
+		Long: "Runs an embedded etcd and N sheep nodes on 127.0.0.1 with their data under --dir, formats the\n" +
+			"cluster if it is new, prints the etcd URL and serves until SIGINT or SIGTERM. Port 0 picks free ports.",
+		Args: cobra.NoArgs,
+		RunE: run(func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return usagef("--dir is required: where the cluster keeps its data")
+			}
+			if nodes < 1 || nodes > 64 {
+				return usagef("--nodes %d: want 1..64", nodes)
+			}
+			if copies < 1 || copies > nodes {
+				return usagef("--copies %d: want 1..%d (at most one copy per node)", copies, nodes)
+			}
+			for _, p := range []struct {
+				name string
+				v    int
+			}{{"--etcd-port", etcdPort}, {"--base-port", basePort}} {
+				if p.v < 0 || p.v > 65535-nodes {
+					return usagef("%s %d is not a port", p.name, p.v)
+				}
+			}
+			log, err := logging.New(g.io.Stderr, logging.FormatAuto, logLevel)
+			if err != nil {
+				return usagef("--log-level: %v", err)
+			}
+			ctx := cmd.Context()
+			lc, err := local.Start(ctx, local.Options{
+				Dir: dir, Nodes: nodes, Copies: copies, EtcdPort: etcdPort, BasePort: basePort, Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			info := LocalCluster{Etcd: lc.EtcdURL(), Dir: dir}
+			for i := range lc.Nodes() {
+				info.Nodes = append(info.Nodes, LocalNode{ID: lc.Node(i).ID(), Addr: lc.NodeAddr(i), Dir: lc.NodeDir(i)})
+			}
+			if g.json {
+				if err := printJSON(g.io.Stdout, info); err != nil {
+					lc.Close()
+					return err
+				}
+			} else {
+				w := g.io.Stdout
+				fmt.Fprintf(w, "etcd: %s\n", info.Etcd)
+				for _, n := range info.Nodes {
+					fmt.Fprintf(w, "node %s: %s (data in %s)\n", n.ID, n.Addr, n.Dir)
+				}
+				fmt.Fprintf(w, "export %s=%s   # then: dog vdi create NAME SIZE\n", EnvEtcd, info.Etcd)
+			}
+			log.Info().Str("etcd", info.Etcd).Int("nodes", nodes).Msg("local cluster running; Ctrl-C stops it")
+			<-ctx.Done()
+			log.Info().Msg("stopping the local cluster")
+			if err := lc.Close(); err != nil {
+				return fmt.Errorf("stop local cluster: %w", err)
+			}
+			return nil
+		}),
+	}
+	f := c.Flags()
+	f.StringVar(&dir, "dir", "", "directory for etcd's and the nodes' data (required)")
+	f.IntVar(&nodes, "nodes", 3, "number of sheep nodes")
+	f.IntVar(&copies, "copies", 3, "replicas of each object, if the cluster is formatted now")
+	f.IntVar(&etcdPort, "etcd-port", 2379, "etcd client port on 127.0.0.1 (peer port: the next one; 0: free ports)")
+	f.IntVar(&basePort, "base-port", 7000, "node i listens on 127.0.0.1:base-port+i (0: free ports)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return c
+}

@@ -1,0 +1,153 @@
+package dog_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sheepblk/sheepblk/dog"
+)
+
+// syncBuffer is a bytes.Buffer safe to read while a command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startLocal runs `dog cluster start-local --json` in the background and
+// returns its etcd URL and a stop function that returns its exit status.
+func startLocal(t *testing.T, dir string) (string, func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	exit := make(chan int, 1)
+	go func() {
+		exit <- dog.Execute(ctx, []string{"cluster", "start-local", "--json", "--dir", dir,
+			"--etcd-port", "0", "--base-port", "0", "--log-level", "warn"},
+			dog.IO{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }})
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var info dog.LocalCluster
+		if err := json.Unmarshal([]byte(out.String()), &info); err == nil {
+			if len(info.Nodes) != 3 || info.Etcd == "" {
+				t.Fatalf("start-local printed %+v", info)
+			}
+			stop := func() int {
+				cancel()
+				select {
+				case code := <-exit:
+					return code
+				case <-time.After(30 * time.Second):
+					t.Fatal("start-local did not stop")
+					return -1
+				}
+			}
+			return info.Etcd, stop
+		}
+		select {
+		case code := <-exit:
+			t.Fatalf("start-local exited %d: %s", code, errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("start-local printed nothing in 30s; stderr: %s", errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// dogIO runs dog with stdin and returns stdout as bytes.
+func dogIO(t *testing.T, etcd string, stdin io.Reader, args ...string) (int, []byte, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := dog.Execute(context.Background(), append(args, "--etcd", etcd), dog.IO{
+		Stdin: stdin, Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
+	})
+	return code, out.Bytes(), errb.String()
+}
+
+func TestStartLocalAndVDIReadWrite(t *testing.T) {
+	dir := t.TempDir()
+	etcd, stop := startLocal(t, dir)
+
+	nl := dogRun(t, etcd, "node", "list", "--json").must(t, 0).stdout
+	if strings.Count(nl, `"id"`) != 3 {
+		t.Fatalf("node list: %s", nl)
+	}
+	dogRun(t, etcd, "vdi", "create", "img", "64M").must(t, 0)
+
+	// An image smaller than the VDI, not a multiple of anything.
+	image := make([]byte, 20<<20+12345)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range image {
+		image[i] = byte(rng.Uint32())
+	}
+	if code, _, stderr := dogIO(t, etcd, bytes.NewReader(image), "vdi", "write", "img"); code != 0 {
+		t.Fatalf("vdi write: exit %d: %s", code, stderr)
+	}
+	code, got, stderr := dogIO(t, etcd, nil, "vdi", "read", "img")
+	if code != 0 {
+		t.Fatalf("vdi read: exit %d: %s", code, stderr)
+	}
+	want := append(image, make([]byte, 64<<20-len(image))...)
+	if len(got) != len(want) || sha256.Sum256(got) != sha256.Sum256(want) {
+		t.Fatalf("vdi read: %d bytes, checksum mismatch=%v", len(got), sha256.Sum256(got) != sha256.Sum256(want))
+	}
+
+	// Too large an image fails (exit 1) without touching the VDI when its
+	// size is known; from a pipe, once it is past the end.
+	if code, _, stderr := dogIO(t, etcd, bytes.NewReader(make([]byte, 65<<20)), "vdi", "write", "img"); code != 1 || !strings.Contains(stderr, "larger than the vdi") {
+		t.Fatalf("oversized write: exit %d: %s", code, stderr)
+	}
+	dogRun(t, etcd, "vdi", "create", "small", "1M").must(t, 0)
+	if code, _, stderr := dogIO(t, etcd, io.MultiReader(bytes.NewReader(make([]byte, 3<<20))), "vdi", "write", "small"); code != 1 || !strings.Contains(stderr, "larger than the vdi") {
+		t.Fatalf("oversized write from a pipe: exit %d: %s", code, stderr)
+	}
+	if code, _, _ := dogIO(t, etcd, nil, "vdi", "read", "nope"); code != 1 {
+		t.Fatalf("read of a missing vdi: exit %d", code)
+	}
+
+	if code := stop(); code != 0 {
+		t.Fatalf("start-local exit %d after SIGINT-equivalent", code)
+	}
+
+	// The same directory again: formatted already, data still there.
+	etcd, stop = startLocal(t, dir)
+	defer stop()
+	code, got, stderr = dogIO(t, etcd, nil, "vdi", "read", "img")
+	if code != 0 || sha256.Sum256(got) != sha256.Sum256(want) {
+		t.Fatalf("vdi read after restart: exit %d, %s, match=%v", code, stderr, sha256.Sum256(got) == sha256.Sum256(want))
+	}
+}
+
+func TestStartLocalBadUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"cluster", "start-local"},
+		{"cluster", "start-local", "--dir", t.TempDir(), "--nodes", "2", "--copies", "3"},
+		{"cluster", "start-local", "--dir", t.TempDir(), "--nodes", "0"},
+		{"cluster", "start-local", "--dir", t.TempDir(), "--base-port", "-1"},
+		{"cluster", "start-local", "--dir", t.TempDir(), "--log-level", "loud"},
+	} {
+		dogRun(t, "", args...).must(t, 2)
+	}
+}
