@@ -244,6 +244,9 @@ func runTests(ctx context.Context, g *globalFlags, b *bootFlags, tests []string)
 		fmt.Printf("lab: guest kernel crash line: %s\n", c)
 	}
 	fmt.Printf("lab: kernel %s, %s wall clock, console log %s\n", sess.Kernel, time.Since(start).Round(time.Second), logPath)
+	if len(sess.Crashes) > 0 {
+		fmt.Printf("lab: FAILED: the guest kernel crashed (%d crash line(s) above)\n", len(sess.Crashes))
+	}
 	summary := sess.Summary()
 	fmt.Println(summary)
 	if bootErr != nil || !sess.OK() {
@@ -258,6 +261,9 @@ func printResult(r console.Result, verbose bool) {
 	status := ""
 	if r.Outcome == console.Fail {
 		status = fmt.Sprintf(" exit %d", r.Status)
+		if r.Crashed {
+			status += ", guest kernel crashed during it"
+		}
 	}
 	fmt.Printf("%-4s %s (%s)%s\n", r.Outcome, r.Test, r.Duration.Round(100*time.Millisecond), status)
 	if r.Outcome != console.Pass && r.Outcome != console.Skip && !verbose {

@@ -33,6 +33,9 @@ type Result struct {
 	Status   int // the script's exit status, -1 if it never ended
 	Duration time.Duration
 	Output   []string // console lines printed while it ran
+	// Crashed: the guest kernel printed a crash line while the test ran;
+	// the test fails whatever its exit status.
+	Crashed bool
 }
 
 // crashPatterns are the kernel's own words for "something is badly wrong".
@@ -74,6 +77,9 @@ func (s *Session) Line(line string) (*Result, error) {
 	for _, p := range crashPatterns {
 		if strings.Contains(line, p) {
 			s.Crashes = append(s.Crashes, line)
+			if s.current != nil {
+				s.current.Crashed = true
+			}
 			break
 		}
 	}
@@ -113,10 +119,12 @@ func (s *Session) Line(line string) (*Result, error) {
 		r := *s.current
 		r.Status = status
 		r.Duration = s.now().Sub(s.started)
-		switch status {
-		case StatusPass:
+		switch {
+		case r.Crashed:
+			r.Outcome = Fail
+		case status == StatusPass:
 			r.Outcome = Pass
-		case StatusSkip:
+		case status == StatusSkip:
 			r.Outcome = Skip
 		default:
 			r.Outcome = Fail

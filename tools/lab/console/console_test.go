@@ -56,6 +56,9 @@ func TestSessionPassesOnlyWhenDoneAndClean(t *testing.T) {
 	if s.OK() || len(s.Crashes) != 1 || !strings.Contains(s.Crashes[0], "NULL pointer") {
 		t.Fatalf("crash not caught: OK=%v crashes=%q", s.OK(), s.Crashes)
 	}
+	if r := s.Results[0]; r.Outcome != Fail || !r.Crashed || s.Summary() != "lab: 0 passed, 1 failed, 0 skipped" {
+		t.Fatalf("a test during which the kernel crashed: %+v, %s", r, s.Summary())
+	}
 
 	s = NewSession(nil)
 	feed(t, s, "@@lab:begin 00-a.sh\n@@lab:end 00-a.sh 0\n@@lab:done")
