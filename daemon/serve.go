@@ -54,7 +54,9 @@ func Serve(opts Options, started Started) error {
 			log.Warn().Err(p.err).Msg("protection not applied")
 		}
 	}
-	be, err := opts.Target.Open()
+	be, err := opts.Target.Open(OpenOptions{
+		InFlight: opts.Device.Queues * opts.Device.Depth, MaxIO: opts.Device.MaxIO, Logger: log,
+	})
 	if err != nil {
 		return err
 	}

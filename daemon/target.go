@@ -1,12 +1,18 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"github.com/sheepblk/sheepblk/backend"
+	"github.com/sheepblk/sheepblk/backend/sheep"
+	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/internal/units"
 )
 
@@ -17,10 +23,16 @@ type Target struct {
 	Size      int64  `json:"size,omitempty"`       // bytes; 0 for a file means "the file's size"
 	Buffered  bool   `json:"buffered,omitempty"`   // file: no O_DIRECT
 	FailRange string `json:"fail_range,omitempty"` // testing: "OFF:LEN", reads and writes there fail with EIO
+	VDI       string `json:"vdi,omitempty"`        // sheep: the VDI to serve
+	Etcd      string `json:"etcd,omitempty"`       // sheep: etcd endpoints, comma-separated
 }
 
 // TargetTypes are the types Open knows.
-var TargetTypes = []string{"null", "mem", "file"}
+var TargetTypes = []string{"null", "mem", "file", "sheep"}
+
+// EnvEtcd names the environment variable with the default etcd endpoints
+// of the sheep target (and of dog).
+const EnvEtcd = "SHEEPBLK_ETCD"
 
 // Check validates a target without opening anything.
 func (t *Target) Check() error {
@@ -35,6 +47,13 @@ func (t *Target) Check() error {
 	case "file":
 		if t.File == "" {
 			return errors.New("target file needs --file PATH")
+		}
+	case "sheep":
+		if t.VDI == "" {
+			return errors.New("target sheep needs --vdi NAME")
+		}
+		if t.Size != 0 || t.File != "" {
+			return errors.New("target sheep takes its size from the VDI: no --size or --file")
 		}
 	case "":
 		return fmt.Errorf("missing -t TYPE (one of %s)", strings.Join(TargetTypes, ", "))
@@ -52,8 +71,15 @@ func (t *Target) Check() error {
 	return nil
 }
 
+// OpenOptions are what a backend needs to know of the device it serves.
+type OpenOptions struct {
+	InFlight int // queues × depth: requests the backend may hold at once
+	MaxIO    int // largest request
+	Logger   zerolog.Logger
+}
+
 // Open builds the backend.
-func (t *Target) Open() (backend.Backend, error) {
+func (t *Target) Open(o OpenOptions) (backend.Backend, error) {
 	if err := t.Check(); err != nil {
 		return nil, err
 	}
@@ -69,6 +95,12 @@ func (t *Target) Open() (backend.Backend, error) {
 			return nil, err
 		}
 		be = f
+	case "sheep":
+		s, err := openSheep(t, o)
+		if err != nil {
+			return nil, err
+		}
+		be = s
 	}
 	if t.FailRange != "" {
 		off, n, _ := parseRange(t.FailRange)
@@ -97,8 +129,44 @@ func (t *Target) Backing() string {
 		return t.File
 	case "mem":
 		return "ram"
+	case "sheep":
+		return "vdi " + t.VDI
 	}
 	return "-"
+}
+
+// sheepTarget is the sheep backend with the etcd connection it owns.
+type sheepTarget struct {
+	*sheep.Backend
+	cluster *cluster.Client
+}
+
+func (s *sheepTarget) Close() error {
+	err := s.Backend.Close()
+	return errors.Join(err, s.cluster.Close())
+}
+
+func openSheep(t *Target, o OpenOptions) (*sheepTarget, error) {
+	eps := t.Etcd
+	if eps == "" {
+		eps = os.Getenv(EnvEtcd)
+	}
+	var endpoints []string
+	if eps != "" {
+		endpoints = strings.Split(eps, ",")
+	}
+	cli, err := cluster.Connect(cluster.Options{Endpoints: endpoints})
+	if err != nil {
+		return nil, fmt.Errorf("connect to etcd: %w", err)
+	}
+	be, err := sheep.Open(context.Background(), sheep.Options{
+		Cluster: cli, VDI: t.VDI, MaxInFlight: o.InFlight, MaxIOSize: o.MaxIO, Logger: o.Logger,
+	})
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return &sheepTarget{Backend: be, cluster: cli}, nil
 }
 
 // sizeString is for log lines.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/daemon"
 	"github.com/sheepblk/sheepblk/internal/logging"
 	"github.com/sheepblk/sheepblk/internal/units"
@@ -79,13 +80,15 @@ type addFlags struct {
 func addCmd() *cobra.Command {
 	var f addFlags
 	c := &cobra.Command{
-		Use:   "add -t null|mem|file [flags]",
+		Use:   "add -t null|mem|file|sheep [flags]",
 		Short: "Create a device and start the daemon that serves it; prints the device path",
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return runAdd(&f) },
 	}
 	fl := c.Flags()
-	fl.StringVarP(&f.target.Type, "type", "t", "", "target: null, mem or file")
+	fl.StringVarP(&f.target.Type, "type", "t", "", "target: null, mem, file or sheep")
+	fl.StringVar(&f.target.VDI, "vdi", "", "sheep target: the VDI to serve")
+	fl.StringVar(&f.target.Etcd, "etcd", "", "sheep target: etcd endpoints, comma-separated (default $"+daemon.EnvEtcd+", else "+cluster.DefaultEndpoint+")")
 	fl.StringVar(&f.target.File, "file", "", "file target: backing file or block device (created sparse at --size if missing)")
 	fl.StringVar(&f.size, "size", "", "device size, e.g. 8G (file target: defaults to the file's size)")
 	fl.IntVarP(&f.id, "number", "n", ublk.AnyID, "device id (default: the first free one)")
@@ -159,8 +162,8 @@ func (f *addFlags) options() (daemon.Options, error) {
 	}
 	o.Target = f.target
 	o.Device = ublk.Options{ID: f.id, Queues: f.queues, Depth: f.depth, BlockSize: f.blockSize, MaxIO: int(maxIO), Recovery: f.recovery}
-	// A file target without --size takes the file's size, known only once
-	// it is open; check the rest with a size that passes.
+	// File and sheep targets without --size take the size of the file or
+	// VDI, known only once open; check the rest with a size that passes.
 	size := f.target.Size
 	if size == 0 {
 		size = int64(f.blockSize)

@@ -1,0 +1,56 @@
+#!/bin/sh
+# The sheep target end to end: a local cluster (embedded etcd + 3 sheep
+# nodes on 127.0.0.1, copies=3), a VDI, `ublkctl add -t sheep`, ext4 with
+# checksummed files, then fio --verify=crc32c over the device, and every
+# node holding the same objects.
+. ./lib.sh
+need_ublkctl
+DOG=/usr/local/bin/dog
+[ -x $DOG ] || skip "dog is not in the image"
+cluster_dir="$SCRATCH/cluster"
+rm -rf "$cluster_dir"
+cleanup_extra() {
+	[ -n "$cluster_pid" ] && kill "$cluster_pid" 2>/dev/null && wait "$cluster_pid" 2>/dev/null
+	return 0
+}
+$DOG cluster start-local --dir "$cluster_dir" --nodes 3 --copies 3 >"$WORK/cluster.log" 2>&1 &
+cluster_pid=$!
+i=0
+until $DOG node list --json 2>/dev/null | $JQ -e 'length == 3' >/dev/null 2>&1; do
+	i=$((i + 1))
+	[ $i -lt 300 ] || { cat "$WORK/cluster.log"; fail "the local cluster did not show 3 nodes within 30 s"; }
+	kill -0 $cluster_pid 2>/dev/null || { cat "$WORK/cluster.log"; fail "dog cluster start-local exited"; }
+	sleep 0.1
+done
+say "ok: local cluster up: $($DOG node list --json | $JQ -c '[.[].addr]')"
+check "dog vdi create disk1 256M" $DOG vdi create disk1 256M
+ublk_add -t sheep --vdi disk1 -q 2 -d 32
+check "the kernel sees 256 MiB" test "$($BLOCKDEV --getsize64 "$DEV")" = 268435456
+check "mkfs.ext4 on $DEV" $MKFS_EXT4 -q -F "$DEV"
+mkdir -p /mnt/sheep
+check "mount $DEV" mount -t ext4 "$DEV" /mnt/sheep
+write_files /mnt/sheep 5
+check "umount" umount /mnt/sheep
+drop_caches
+check "mount again" mount -t ext4 "$DEV" /mnt/sheep
+verify_files /mnt/sheep
+check "umount" umount /mnt/sheep
+check "e2fsck -fn clean" $E2FSCK -f -n "$DEV"
+
+set -- --filename="$DEV" --rw=randwrite --bsrange=4k-128k --ioengine=io_uring --direct=1 --iodepth=16 \
+	--numjobs=2 --size=64M --offset_increment=64M --verify=crc32c --verify_fatal=1 --randrepeat=1 --group_reporting
+$FIO --name=sheep "$@" --do_verify=1 >"$WORK/fio.out" 2>&1 || { cat "$WORK/fio.out"; fail "fio randwrite+verify on the sheep device failed"; }
+$FIO --name=sheep "$@" --verify_only >"$WORK/verify.out" 2>&1 || { cat "$WORK/verify.out"; fail "fio --verify_only on the sheep device failed"; }
+grep -q 'err= 0' "$WORK/verify.out" || fail "fio verify pass did not end with err= 0"
+say "ok: fio wrote 128 MiB at random through 3 replicas and verified it"
+ublk_del "$DEV_ID"
+
+# Every object is on all 3 nodes with the same bytes (copies=3, 3 nodes).
+n0=$(cd "$cluster_dir" && find . -path '*node0*' -type f -name '*' | grep -v -e format -e '\.id$' -e LOCK | sed 's|node0|nodeX|' | sort)
+say "node 0 holds $(echo "$n0" | grep -c .) files"
+for n in 1 2; do
+	nn=$(cd "$cluster_dir" && find . -path "*node$n*" -type f | grep -v -e format -e '\.id$' -e LOCK | sed "s|node$n|nodeX|" | sort)
+	[ "$n0" = "$nn" ] || fail "node $n holds a different set of files than node 0"
+done
+say "ok: all 3 nodes hold the same set of object files"
+exit 0
