@@ -407,3 +407,16 @@ func TestEpochMembership(t *testing.T) {
 		}
 	})
 }
+
+func TestCorruptVDIRecordIsAnError(t *testing.T) {
+	url := clustertest.Embedded(t)
+	c := clustertest.Client(t, url)
+	ctx := context.Background()
+	format(t, c, 1)
+	if _, err := c.Etcd().Put(ctx, c.Prefix()+"vdis/bad", `{"name":"bad","id":7,"size":4096,"copies":1,"block_size":4096,"object_size":0}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.VDI(ctx, "bad"); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("VDI(bad) = %v, want a corrupt-record error", err)
+	}
+}

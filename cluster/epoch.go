@@ -50,7 +50,7 @@ func (c *Client) epochAt(ctx context.Context) (e Epoch, modRev, storeRev int64, 
 	if len(resp.Kvs) == 0 {
 		return Epoch{}, 0, resp.Header.Revision, nil
 	}
-	if err := json.Unmarshal(resp.Kvs[0].Value, &e); err != nil {
+	if e, err = decodeEpoch(resp.Kvs[0].Value); err != nil {
 		return Epoch{}, 0, 0, fmt.Errorf("decode epoch at %s: %w", c.epochKey(), err)
 	}
 	return e, resp.Kvs[0].ModRevision, resp.Header.Revision, nil

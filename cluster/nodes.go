@@ -286,8 +286,8 @@ func (c *Client) nodesAt(ctx context.Context) ([]Node, int64, error) {
 	}
 	nodes := make([]Node, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		var n Node
-		if err := json.Unmarshal(kv.Value, &n); err != nil {
+		n, err := decodeNode(kv.Value)
+		if err != nil {
 			return nil, 0, fmt.Errorf("decode node at %s: %w", kv.Key, err)
 		}
 		nodes = append(nodes, n)

@@ -92,8 +92,8 @@ func (c *Client) Settings(ctx context.Context) (Settings, error) {
 	if len(resp.Kvs) == 0 {
 		return Settings{}, ErrNotFormatted
 	}
-	var s Settings
-	if err := json.Unmarshal(resp.Kvs[0].Value, &s); err != nil {
+	s, err := decodeSettings(resp.Kvs[0].Value)
+	if err != nil {
 		return Settings{}, fmt.Errorf("decode cluster settings at %s: %w", c.settingsKey(), err)
 	}
 	return s, nil

@@ -113,8 +113,8 @@ func (c *Client) CreateVDI(ctx context.Context, opts CreateVDIOptions) (VDI, err
 		if len(settingsKV) == 0 {
 			return VDI{}, fmt.Errorf("create vdi %s: %w", opts.Name, ErrNotFormatted)
 		}
-		var settings Settings
-		if err := json.Unmarshal(settingsKV[0].Value, &settings); err != nil {
+		settings, err := decodeSettings(settingsKV[0].Value)
+		if err != nil {
 			return VDI{}, fmt.Errorf("create vdi %s: decode cluster settings: %w", opts.Name, err)
 		}
 		copies := opts.Copies
@@ -188,8 +188,8 @@ func (c *Client) vdiAt(ctx context.Context, name string) (VDI, int64, error) {
 	if len(resp.Kvs) == 0 {
 		return VDI{}, 0, fmt.Errorf("vdi %s: %w", name, ErrVDINotFound)
 	}
-	var v VDI
-	if err := json.Unmarshal(resp.Kvs[0].Value, &v); err != nil {
+	v, err := decodeVDI(resp.Kvs[0].Value)
+	if err != nil {
 		return VDI{}, 0, fmt.Errorf("decode vdi %s: %w", name, err)
 	}
 	return v, resp.Kvs[0].ModRevision, nil
@@ -205,8 +205,8 @@ func (c *Client) VDIs(ctx context.Context) ([]VDI, error) {
 	}
 	vdis := make([]VDI, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		var v VDI
-		if err := json.Unmarshal(kv.Value, &v); err != nil {
+		v, err := decodeVDI(kv.Value)
+		if err != nil {
 			return nil, fmt.Errorf("decode vdi at %s: %w", kv.Key, err)
 		}
 		vdis = append(vdis, v)
