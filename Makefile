@@ -21,6 +21,17 @@ test: test-host test-lab
 test-host:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	$(MAKE) test-race
+	$(MAKE) fuzz
+
+# The race detector needs cgo; it runs on the packages whose concurrency is
+# their job (the transport, the nodes, the client gateway, the dispatcher).
+test-race:
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./rpc/... ./sheep/... ./backend/... ./ublk/...
+
+# Every fuzz target for FUZZTIME (default 5s) each.
+fuzz:
+	FUZZTIME=$${FUZZTIME:-5s} tools/fuzz/run.sh
 
 clean:
 	rm -rf $(BIN_DIR) out
