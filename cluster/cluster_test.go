@@ -343,7 +343,7 @@ func TestNodeRegistration(t *testing.T) {
 }
 
 func TestUnreachableEtcdFailsFast(t *testing.T) {
-	c, err := cluster.Connect(cluster.Options{Endpoints: []string{"http://127.0.0.1:1"}, RequestTimeout: 500 * time.Millisecond})
+	c, err := cluster.Connect(cluster.Options{Endpoints: []string{"http://" + clustertest.ClosedAddr(t)}, RequestTimeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,7 +139,7 @@ func TestDogWorkflow(t *testing.T) {
 	}
 
 	// --etcd beats the environment.
-	dogRun(t, "http://127.0.0.1:1", "vdi", "list", "--etcd", etcd).must(t, 0)
+	dogRun(t, "http://"+clustertest.ClosedAddr(t), "vdi", "list", "--etcd", etcd).must(t, 0)
 	// --force re-format forgets VDIs.
 	dogRun(t, etcd, "cluster", "format", "--copies", "3", "--force").must(t, 0)
 	if l := dogRun(t, etcd, "vdi", "list", "--json").must(t, 0).stdout; strings.TrimSpace(l) != "[]" {
@@ -183,8 +183,9 @@ func TestDogBadUsage(t *testing.T) {
 }
 
 func TestDogUnreachableEtcd(t *testing.T) {
-	r := dogRun(t, "http://127.0.0.1:1", "vdi", "list", "--timeout", "500ms").must(t, 1)
-	if !strings.Contains(r.stderr, "127.0.0.1:1") {
+	addr := clustertest.ClosedAddr(t)
+	r := dogRun(t, "http://"+addr, "vdi", "list", "--timeout", "500ms").must(t, 1)
+	if !strings.Contains(r.stderr, addr) {
 		t.Fatalf("error should name the etcd endpoint: %q", r.stderr)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sheepblk/sheepblk/backend"
 	sheepbackend "github.com/sheepblk/sheepblk/backend/sheep"
 	"github.com/sheepblk/sheepblk/cluster"
+	"github.com/sheepblk/sheepblk/cluster/clustertest"
 	"github.com/sheepblk/sheepblk/cluster/local"
 	"github.com/sheepblk/sheepblk/placement"
 	"github.com/sheepblk/sheepblk/sheep/proto"
@@ -135,7 +136,17 @@ func verify(t *testing.T, b *sheepbackend.Backend, exts []extent) {
 			return fmt.Errorf("read extent %d at %d: %w", i, e.off, err)
 		}
 		if sha256.Sum256(p) != e.sum {
-			return fmt.Errorf("extent %d at %d+%d: checksum mismatch", i, e.off, e.n)
+			want := e.data()
+			first := 0
+			for first < len(p) && p[first] == want[first] {
+				first++
+			}
+			last := len(p) - 1
+			for last > first && p[last] == want[last] {
+				last--
+			}
+			return fmt.Errorf("extent %d at %d+%d: checksum mismatch: bytes %d..%d differ (got %x, want %x)",
+				i, e.off, e.n, first, last, p[first:min(first+8, len(p))], want[first:min(first+8, len(p))])
 		}
 		return nil
 	})
@@ -315,7 +326,7 @@ func TestNodeFailureAndRestart(t *testing.T) {
 	// expired) or hung (accepts, never answers): reads fail over on the
 	// error or the timeout, writes fail within the call timeout.
 	for _, kind := range []string{"refusing", "hung"} {
-		addr := "127.0.0.1:1"
+		addr := clustertest.ClosedAddr(t)
 		if kind == "hung" {
 			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {

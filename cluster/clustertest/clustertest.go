@@ -126,3 +126,15 @@ func Client(t testing.TB, url string) *cluster.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// ClosedAddr is a 127.0.0.1 address nothing listens on (a port just freed),
+// for tests of unreachable peers. A fixed port such as 1 is not safe: as
+// root, anything may listen there.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	port, err := embedetcd.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "127.0.0.1:" + strconv.Itoa(port)
+}
