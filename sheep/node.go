@@ -47,13 +47,17 @@ type Options struct {
 	// Cluster registers the node in the cluster's etcd when set; nil runs
 	// the node standalone. The node does not close it.
 	Cluster *cluster.Client
-	// RegisterTTL is how long the node stays listed after it dies.
+	// RegisterTTL is how long the node stays listed after it dies
+	// (DefaultRegisterTTL if 0).
 	RegisterTTL time.Duration
 	// RPC tunes the rpc server; MaxBody is raised to fit a whole object
 	// and its Logger is Logger.
 	RPC    rpc.ServerOptions
 	Logger zerolog.Logger
 }
+
+// DefaultRegisterTTL is how long a dead node stays in the node list.
+const DefaultRegisterTTL = 10 * time.Second
 
 // Node is a running storage node.
 type Node struct {
@@ -62,6 +66,10 @@ type Node struct {
 	store   *store.Store
 	service *Service
 	server  *rpc.Server
+
+	// ctx is cancelled when the node stops, ending a registration retry.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu           sync.Mutex
 	id           string
@@ -96,6 +104,7 @@ func NewNode(opts Options) (*Node, error) {
 		return nil, fmt.Errorf("new node: %w", err)
 	}
 	n := &Node{opts: opts, log: log, store: st, service: NewService(st, log)}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if n.opts.Capacity == 0 {
 		free, err := st.FreeSpace()
 		if err != nil {
@@ -205,20 +214,46 @@ func (n *Node) start(listenAddr string) error {
 	if n.opts.Cluster == nil || n.registration != nil {
 		return nil
 	}
-	reg, err := n.opts.Cluster.Register(context.Background(), cluster.Node{
-		ID: n.id, Addr: addr, Zone: n.opts.Zone, Capacity: int64(n.opts.Capacity),
-	}, cluster.RegisterOptions{
-		TTL: n.opts.RegisterTTL,
-		OnLost: func(err error) {
-			n.log.Warn().Err(err).Str("node", n.id).Msg("cluster registration lost; registering again")
-		},
-	})
+	reg, err := n.register(addr)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	n.registration = reg
 	n.log.Info().Str("node", n.id).Str("addr", addr).Str("etcd", n.opts.Cluster.Endpoints()).Msg("registered in cluster")
 	return nil
+}
+
+// register adds the node to the cluster's node list. An entry of the same
+// id that is still live is most likely this node's own from before a crash:
+// its lease expires within the TTL, so wait that long for it before
+// concluding another node holds the id.
+func (n *Node) register(addr string) (*cluster.Registration, error) {
+	ttl := n.opts.RegisterTTL
+	if ttl <= 0 {
+		ttl = DefaultRegisterTTL
+	}
+	giveUp := time.Now().Add(ttl + 2*time.Second)
+	for logged := false; ; logged = true {
+		reg, err := n.opts.Cluster.Register(n.ctx, cluster.Node{
+			ID: n.id, Addr: addr, Zone: n.opts.Zone, Capacity: int64(n.opts.Capacity),
+		}, cluster.RegisterOptions{
+			TTL: ttl,
+			OnLost: func(err error) {
+				n.log.Warn().Err(err).Str("node", n.id).Msg("cluster registration lost; registering again")
+			},
+		})
+		if err == nil || !errors.Is(err, cluster.ErrNodeExists) || time.Now().After(giveUp) {
+			return reg, err
+		}
+		if !logged {
+			n.log.Warn().Str("node", n.id).Dur("ttl", ttl).Msg("node id still registered (a previous run that crashed?); waiting for its lease to expire")
+		}
+		select {
+		case <-n.ctx.Done():
+			return nil, n.ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // Shutdown stops the node gracefully: it marks itself leaving in the
@@ -238,6 +273,7 @@ func (n *Node) Close() error {
 }
 
 func (n *Node) stop(ctx context.Context, now bool) error {
+	n.cancel() // first: a Serve still registering holds mu
 	n.mu.Lock()
 	if n.shutdown {
 		n.mu.Unlock()
