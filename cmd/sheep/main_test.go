@@ -43,6 +43,9 @@ func sheepCommand(t *testing.T, args ...string) *exec.Cmd {
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), "SHEEP_TEST_RUN_MAIN=1")
+	// A sheep must never outlive the test that started it, even one the
+	// test timeout kills: it would keep serving on its port.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
 
@@ -103,7 +106,13 @@ func runToEnd(t *testing.T, args ...string) (string, int) {
 	cmd := sheepCommand(t, append([]string{"--log-format", "json"}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// These runs must end by themselves; one that serves instead is a bug.
+	timer := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	err := cmd.Wait()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
