@@ -116,3 +116,15 @@ type AsyncBackend interface {
 	Backend
 	Submit(r *Request)
 }
+
+// RingFile is a backend kept in one file descriptor, whose reads, writes
+// and flushes the queue submits on its own io_uring, as ublksrv's loop
+// target does: no handoff to another thread, no copy. Operations the ring
+// cannot express for it (discard on a block device, say) still go through
+// ReaderAt/WriterAt and the optional interfaces.
+type RingFile interface {
+	Backend
+	// RingFD is the descriptor to submit on; ok is false when ring I/O
+	// must not be used.
+	RingFD() (fd int, ok bool)
+}

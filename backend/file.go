@@ -127,6 +127,10 @@ func (b *File) WriteAt(p []byte, off int64) (int, error) {
 func (b *File) Size() int64  { return b.size }
 func (b *File) Close() error { return b.f.Close() }
 
+// RingFD implements RingFile: reads, writes and fdatasync go on the
+// queue's io_uring.
+func (b *File) RingFD() (int, bool) { return b.fd, true }
+
 // Direct says whether the file is open with O_DIRECT.
 func (b *File) Direct() bool { return b.direct }
 

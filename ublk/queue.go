@@ -19,6 +19,7 @@ import (
 const (
 	kindIO      = 1 << 32
 	kindEventfd = 2 << 32
+	kindBackend = 3 << 32 // a RingFile backend's read, write or fsync
 )
 
 // queue serves one hardware queue of a device: its own io_uring on its own
@@ -42,8 +43,13 @@ type queue struct {
 
 	live      int // tags the kernel or the backend still owns
 	inBackend int // tags handed to the backend and not yet back
-	stopping  atomic.Bool
-	tid       atomic.Int32
+
+	// RingFile backends: their I/O goes on this queue's ring.
+	ringFD   int    // -1 when the backend is not a RingFile
+	progress []int  // bytes of the tag's read or write done so far
+	syncing  []bool // the tag's FUA write is done, its fdatasync runs
+	stopping atomic.Bool
+	tid      atomic.Int32
 
 	onCQE  func(*uring.CQE) // method values made once: no allocation per reap
 	finish func(r *backend.Request)
@@ -80,6 +86,14 @@ func newQueue(o queueOptions) (*queue, error) {
 		return nil, fmt.Errorf("queue %d: eventfd: %w", o.id, err)
 	}
 	q.disp = newDispatcher(o.be, o.depth, q.efd)
+	q.ringFD = -1
+	if rf, ok := o.be.(backend.RingFile); ok {
+		if fd, ok := rf.RingFD(); ok {
+			q.ringFD = fd
+			q.progress = make([]int, o.depth)
+			q.syncing = make([]bool, o.depth)
+		}
+	}
 	q.onCQE = q.handleCQE
 	q.finish = q.finishRequest
 	return q, nil
@@ -163,19 +177,27 @@ func (q *queue) run(ready chan<- error) error {
 	return nil
 }
 
-// queueIOCmd queues a FETCH_REQ or COMMIT_AND_FETCH_REQ for tag.
-func (q *queue) queueIOCmd(op uint32, tag int, result int32) error {
+// nextSQE takes a submission slot. Every tag has at most one entry
+// queued and the ring has room for all of them, so a full ring is
+// transient: hand over what is queued and take the slot.
+func (q *queue) nextSQE(tag int) (*uring.SQE, error) {
 	sqe, err := q.ring.NextSQE()
 	if err == uring.ErrSQFull {
-		// Every tag has at most one command outstanding and the ring has
-		// room for all of them, so this is transient: hand over what is
-		// queued and take the slot.
 		if _, err = q.ring.Submit(); err == nil {
 			sqe, err = q.ring.NextSQE()
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("queue %d tag %d: %w", q.id, tag, err)
+		return nil, fmt.Errorf("queue %d tag %d: %w", q.id, tag, err)
+	}
+	return sqe, nil
+}
+
+// queueIOCmd queues a FETCH_REQ or COMMIT_AND_FETCH_REQ for tag.
+func (q *queue) queueIOCmd(op uint32, tag int, result int32) error {
+	sqe, err := q.nextSQE(tag)
+	if err != nil {
+		return err
 	}
 	sqe.PrepURingCmd(q.cdev, op)
 	sqe.UserData = kindIO | uint64(tag)
@@ -212,7 +234,65 @@ func (q *queue) handleCQE(cqe *uring.CQE) {
 		if err := q.armEventfd(); err != nil {
 			q.log.Error().Err(err).Msg("cannot re-arm eventfd")
 		}
+	case kindBackend:
+		q.ringIODone(int(cqe.UserData&0xffff), cqe.Res)
 	}
+}
+
+// ringIO submits the rest of tag's read or write, or its fdatasync, on
+// the queue's own ring.
+func (q *queue) ringIO(tag int) {
+	r := &q.disp.reqs[tag]
+	sqe, err := q.nextSQE(tag)
+	if err != nil {
+		q.log.Error().Err(err).Msg("cannot queue backend I/O")
+		r.Result = -int32(syscall.EIO)
+		q.finishRequest(r)
+		return
+	}
+	done := q.progress[tag]
+	switch {
+	case r.Op == backend.OpFlush || q.syncing[tag]:
+		sqe.PrepFsync(q.ringFD, uring.FsyncDatasync)
+	case r.Op == backend.OpRead:
+		sqe.PrepRead(q.ringFD, r.Buf[done:], uint64(r.Offset)+uint64(done))
+	default:
+		sqe.PrepWrite(q.ringFD, r.Buf[done:], uint64(r.Offset)+uint64(done))
+	}
+	sqe.UserData = kindBackend | uint64(tag)
+}
+
+// ringIODone takes the completion of a ringIO: a short transfer goes on
+// where it stopped, a FUA write goes on to its fdatasync, and the rest
+// is the request's result.
+func (q *queue) ringIODone(tag int, res int32) {
+	r := &q.disp.reqs[tag]
+	switch {
+	case res < 0:
+		r.Result = res
+	case r.Op == backend.OpFlush || q.syncing[tag]:
+		r.Result = backend.ResultOf(r, nil)
+	case res == 0 && r.Op == backend.OpRead:
+		clear(r.Buf[q.progress[tag]:]) // past the end of the file: zeroes
+		q.progress[tag] = r.Length
+	case res == 0:
+		r.Result = -int32(syscall.EIO) // a write that makes no progress
+	default:
+		q.progress[tag] += int(res)
+	}
+	if r.Result == 0 && q.progress[tag] < r.Length {
+		q.ringIO(tag)
+		return
+	}
+	if r.Result == 0 && r.FUA && r.Op == backend.OpWrite && !q.syncing[tag] {
+		q.syncing[tag] = true
+		q.ringIO(tag)
+		return
+	}
+	if r.Result == 0 {
+		r.Result = backend.ResultOf(r, nil)
+	}
+	q.finishRequest(r)
 }
 
 // startRequest turns the descriptor of tag into a backend request.
@@ -251,6 +331,11 @@ func (q *queue) startRequest(tag int) {
 		return
 	}
 	q.inBackend++
+	if q.ringFD >= 0 && (r.Op == backend.OpRead || r.Op == backend.OpWrite || r.Op == backend.OpFlush) {
+		q.progress[tag], q.syncing[tag], r.Result = 0, false, 0
+		q.ringIO(tag)
+		return
+	}
 	q.disp.dispatch(r)
 }
 

@@ -61,6 +61,7 @@ type Backend struct {
 
 	closed   atomic.Bool
 	inflight atomic.Int64 // requests submitted and not yet done
+	ctx      context.Context // ends at Close: watchers and verifiers stop
 	stop     context.CancelFunc
 	watchers sync.WaitGroup
 }
@@ -69,8 +70,13 @@ type Backend struct {
 type peer struct {
 	id    string
 	up    atomic.Bool                // registered and not leaving
-	conn  atomic.Pointer[rpc.Client] // nil until first seen live
+	conn  atomic.Pointer[rpc.Client] // verified connection to addr; nil: none yet
 	dirty atomic.Bool                // acknowledged writes since the last flush
+
+	// Under Backend.mu: the registered address, and a generation that
+	// grows when it changes (a verifier for an old address gives up).
+	addr string
+	gen  uint64
 }
 
 // topology is an immutable snapshot: the ring of the current epoch and,
@@ -125,10 +131,9 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 	for range opts.MaxInFlight {
 		b.free <- b.newState()
 	}
-	wctx, stop := context.WithCancel(context.Background())
-	b.stop = stop
+	b.ctx, b.stop = context.WithCancel(context.Background())
 	b.watchers.Add(1)
-	go b.watch(wctx)
+	go b.watch(b.ctx)
 	select {
 	case <-b.ready:
 	case <-ctx.Done():
@@ -209,18 +214,17 @@ func (b *Backend) rebuild(e cluster.Epoch, live []cluster.Node) {
 			p = &peer{id: n.ID}
 			b.peers[n.ID] = p
 		}
-		if old := p.conn.Load(); old == nil || old.Addr() != n.Addr {
-			opts := b.opts.RPC
-			if opts.CallTimeout == 0 {
-				opts.CallTimeout = b.opts.CallTimeout
-			}
-			opts.Logger = b.opts.Logger
-			p.conn.Store(rpc.NewClient(n.Addr, opts))
-			if old != nil {
-				// Its calls in flight fail (reads fail over); the node
-				// has moved.
+		if p.addr != n.Addr {
+			// A new address: nothing goes there until the node behind it
+			// proves it is this node (see verify). Calls in flight to the
+			// old address fail (reads fail over).
+			p.addr = n.Addr
+			p.gen++
+			if old := p.conn.Swap(nil); old != nil {
 				retired = append(retired, old)
 			}
+			b.watchers.Add(1)
+			go b.verify(p, n.Addr, p.gen)
 		}
 	}
 	for id, p := range b.peers {
@@ -243,7 +247,7 @@ func (b *Backend) rebuild(e cluster.Epoch, live []cluster.Node) {
 		b.log.Info().Uint64("epoch", t.epoch).Int("members", ring.Len()).Msg("placement epoch")
 	}
 	for _, c := range retired {
-		c.Close()
+		go c.Close() // Close waits for the client's goroutines; not under mu
 	}
 }
 
@@ -272,17 +276,24 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// Node reports what the backend knows of a node: the address it talks to
-// and whether it counts it up.
-func (b *Backend) Node(id string) (addr string, up bool) {
+// NodeStatus is what the backend knows of a node.
+type NodeStatus struct {
+	// Addr is the node's registered address.
+	Addr string
+	// Up: registered and not leaving.
+	Up bool
+	// Verified: the node at Addr proved to be this node; I/O goes to it.
+	Verified bool
+}
+
+// Node reports what the backend knows of a node.
+func (b *Backend) Node(id string) NodeStatus {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	p := b.peers[id]
-	b.mu.Unlock()
 	if p == nil {
-		return "", false
+		return NodeStatus{}
 	}
-	if c := p.conn.Load(); c != nil {
-		addr = c.Addr()
-	}
-	return addr, p.up.Load()
+	c := p.conn.Load()
+	return NodeStatus{Addr: p.addr, Up: p.up.Load(), Verified: c != nil && c.Addr() == p.addr}
 }
