@@ -60,7 +60,7 @@ type Backend struct {
 	peers map[string]*peer // every node ever seen, by id
 
 	closed   atomic.Bool
-	inflight atomic.Int64 // requests submitted and not yet done
+	inflight atomic.Int64    // requests submitted and not yet done
 	ctx      context.Context // ends at Close: watchers and verifiers stop
 	stop     context.CancelFunc
 	watchers sync.WaitGroup
@@ -143,7 +143,24 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 		b.Close()
 		return nil, fmt.Errorf("open sheep backend for vdi %s: no cluster membership from etcd at %s after %v", vdi.Name, opts.Cluster.Endpoints(), opts.OpenTimeout)
 	}
+	// Give the live nodes a moment to be verified, so the first I/O does
+	// not find them "down"; a node that cannot be reached stays down.
+	deadline := time.Now().Add(opts.OpenTimeout)
+	for !b.allVerified() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
 	return b, nil
+}
+
+// allVerified: every member that is up has a verified connection.
+func (b *Backend) allVerified() bool {
+	t := b.topo.Load()
+	for _, p := range t.peers {
+		if p.up.Load() && p.conn.Load() == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // VDI is the VDI served.

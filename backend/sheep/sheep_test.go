@@ -16,7 +16,6 @@ import (
 	"github.com/sheepblk/sheepblk/backend"
 	sheepbackend "github.com/sheepblk/sheepblk/backend/sheep"
 	"github.com/sheepblk/sheepblk/cluster"
-	"github.com/sheepblk/sheepblk/cluster/clustertest"
 	"github.com/sheepblk/sheepblk/cluster/local"
 	"github.com/sheepblk/sheepblk/placement"
 	"github.com/sheepblk/sheepblk/sheep/proto"
@@ -303,6 +302,41 @@ func TestNodeFailureAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Node 1 stops answering while still listed (hung, then gone: a crash
+	// before its lease expires). A proxy in front of it plays the fault.
+	proxy := newProxy(t, c.NodeAddr(1))
+	ghost, err := c.Client().Register(context.Background(), cluster.Node{ID: "node-1", Addr: proxy.addr()}, cluster.RegisterOptions{Replace: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitNode(t, b, "node-1", proxy.addr())
+	verify(t, b, exts[:8]) // through the proxy
+	for _, fault := range []string{"hung", "refusing"} {
+		proxy.fail(fault)
+		verify(t, b, exts[:12]) // reads fail over on timeout or error
+		start := time.Now()
+		if _, err := b.WriteAt(make([]byte, 4096), 0); err == nil {
+			t.Fatalf("%s node: write succeeded", fault)
+		} else if took := time.Since(start); took > callTimeout+time.Second {
+			t.Fatalf("%s node: failed write took %v", fault, took)
+		} else {
+			t.Logf("%s node: write failed after %v: %v", fault, took.Round(time.Millisecond), err)
+		}
+	}
+	// Something else at a node's address is never trusted: a listener
+	// there that is not node-1 gets no I/O (it would read back zeros).
+	impostor := c.NodeAddr(2) // node-2 answers, but is not node-1
+	if err := ghost.Update(context.Background(), cluster.Node{ID: "node-1", Addr: impostor}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return b.Node("node-1").Addr == impostor })
+	time.Sleep(300 * time.Millisecond) // verification attempts run meanwhile
+	if st := b.Node("node-1"); st.Verified {
+		t.Fatalf("node-2 was accepted as node-1: %+v", st)
+	}
+	verify(t, b, exts[:12])
+	ghost.Close()
+
 	// One node dies: reads still succeed (fail over), writes to its
 	// objects (all of them, with 3 copies on 3 nodes) fail, quickly.
 	if err := c.KillNode(1); err != nil {
@@ -310,7 +344,7 @@ func TestNodeFailureAndRestart(t *testing.T) {
 	}
 	verify(t, b, exts)
 	start := time.Now()
-	_, err := b.WriteAt(make([]byte, 4096), 0)
+	_, err = b.WriteAt(make([]byte, 4096), 0)
 	if err == nil {
 		t.Fatal("write with a replica down succeeded")
 	}
@@ -321,45 +355,6 @@ func TestNodeFailureAndRestart(t *testing.T) {
 		t.Fatalf("write error does not name the dead node: %v", err)
 	}
 	t.Logf("write with a replica down: %v", err)
-
-	// A node still listed but unreachable (crashed before its lease
-	// expired) or hung (accepts, never answers): reads fail over on the
-	// error or the timeout, writes fail within the call timeout.
-	for _, kind := range []string{"refusing", "hung"} {
-		addr := clustertest.ClosedAddr(t)
-		if kind == "hung" {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			go func() {
-				for {
-					conn, err := l.Accept()
-					if err != nil {
-						return
-					}
-					defer conn.Close() // never answers
-				}
-			}()
-			addr = l.Addr().String()
-		}
-		ghost, err := c.Client().Register(context.Background(), cluster.Node{ID: "node-1", Addr: addr}, cluster.RegisterOptions{Replace: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitNode(t, b, "node-1", addr)
-		verify(t, b, exts[:12])
-		start := time.Now()
-		if _, err := b.WriteAt(make([]byte, 4096), 0); err == nil {
-			t.Fatalf("%s node: write succeeded", kind)
-		} else if took := time.Since(start); took > callTimeout+time.Second {
-			t.Fatalf("%s node: failed write took %v", kind, took)
-		} else {
-			t.Logf("%s node: write failed after %v: %v", kind, took.Round(time.Millisecond), err)
-		}
-		ghost.Close()
-	}
 
 	// A request through the async interface fails with EIO, not a hang.
 	r, w := asyncReq(backend.OpWrite, 0, make([]byte, 4096))
@@ -409,19 +404,102 @@ func TestNodeFailureAndRestart(t *testing.T) {
 	verify(t, b, exts)
 }
 
-// waitNode waits until the backend (which watches etcd) sees node id up
-// at addr.
+// waitNode waits until the backend (which watches etcd) has verified node
+// id at addr.
 func waitNode(t *testing.T, b *sheepbackend.Backend, id, addr string) {
 	t.Helper()
+	waitFor(t, func() bool {
+		st := b.Node(id)
+		return st.Up && st.Verified && st.Addr == addr
+	})
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if a, up := b.Node(id); up && a == addr {
-			return
-		}
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("backend does not see node %s up at %s", id, addr)
+			t.Fatal("condition not met after 5s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// proxy forwards TCP connections to a node until told to fail: "hung"
+// stops forwarding (connections stay open, nothing answers), "refusing"
+// closes everything and stops listening.
+type proxy struct {
+	t      *testing.T
+	l      net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	hung   bool
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{t: t, l: l, target: target}
+	t.Cleanup(func() { p.fail("refusing") })
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			go p.pipe(in, out)
+			go p.pipe(out, in)
+		}
+	}()
+	return p
+}
+
+func (p *proxy) addr() string { return p.l.Addr().String() }
+
+func (p *proxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			dst.Close()
+			return
+		}
+		p.mu.Lock()
+		hung := p.hung
+		p.mu.Unlock()
+		if hung {
+			continue // swallow: the peer waits forever
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			src.Close()
+			return
+		}
+	}
+}
+
+func (p *proxy) fail(how string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch how {
+	case "hung":
+		p.hung = true
+	case "refusing":
+		p.l.Close()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.conns = nil
 	}
 }
 
