@@ -3,6 +3,7 @@ package dog
 import (
 	"errors"
 	"fmt"
+	"github.com/sheepblk/sheepblk/internal/units"
 
 	"github.com/spf13/cobra"
 
@@ -20,7 +21,7 @@ func clusterFormatCmd(g *globals) *cobra.Command {
 		Short: "Write the cluster settings (refuses a formatted cluster unless --force)",
 		Args:  cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			osize, err := ParseSize(objectSize)
+			osize, err := units.ParseSize(objectSize)
 			if err != nil {
 				return usagef("--object-size: %v", err)
 			}
@@ -36,7 +37,7 @@ func clusterFormatCmd(g *globals) *cobra.Command {
 			if g.json {
 				return printJSON(g.io.Stdout, s)
 			}
-			_, err = fmt.Fprintf(g.io.Stdout, "formatted: %d copies, %s objects\n", s.Copies, FormatSize(s.ObjectSize))
+			_, err = fmt.Fprintf(g.io.Stdout, "formatted: %d copies, %s objects\n", s.Copies, units.FormatSize(s.ObjectSize))
 			return err
 		}),
 	}
@@ -98,7 +99,7 @@ func clusterInfoCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "Cluster status: running\n")
 				fmt.Fprintf(w, "Formatted:      %s\n", formatTime(s.FormattedAt))
 				fmt.Fprintf(w, "Copies:         %d\n", s.Copies)
-				fmt.Fprintf(w, "Object size:    %s\n", FormatSize(s.ObjectSize))
+				fmt.Fprintf(w, "Object size:    %s\n", units.FormatSize(s.ObjectSize))
 			}
 			fmt.Fprintf(w, "Nodes:          %d up of %d members\n", info.Nodes, len(info.Epoch.Members))
 			fmt.Fprintf(w, "Epoch:          %d\n", info.Epoch.Number)
@@ -137,7 +138,7 @@ func nodeListCmd(g *globals) *cobra.Command {
 				if addr == "" {
 					addr = "-"
 				}
-				t.row(n.ID, addr, zone, FormatSize(n.Capacity), string(n.State), formatTime(n.Started))
+				t.row(n.ID, addr, zone, units.FormatSize(n.Capacity), string(n.State), formatTime(n.Started))
 			}
 			return t.flush()
 		}),

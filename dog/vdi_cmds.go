@@ -2,6 +2,7 @@ package dog
 
 import (
 	"fmt"
+	"github.com/sheepblk/sheepblk/internal/units"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -18,7 +19,7 @@ func printVDI(g *globals, verb string, v cluster.VDI) error {
 	if g.json {
 		return printJSON(g.io.Stdout, v)
 	}
-	_, err := fmt.Fprintf(g.io.Stdout, "%s vdi %s: id %d, %s, %d copies\n", verb, v.Name, v.ID, FormatSize(v.Size), v.Copies)
+	_, err := fmt.Fprintf(g.io.Stdout, "%s vdi %s: id %d, %s, %d copies\n", verb, v.Name, v.ID, units.FormatSize(v.Size), v.Copies)
 	return err
 }
 
@@ -29,7 +30,7 @@ func vdiCreateCmd(g *globals) *cobra.Command {
 		Short: "Create a VDI (SIZE like 20G or 512M)",
 		Args:  args(2, "a NAME and a SIZE"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			size, err := ParseSize(args[1])
+			size, err := units.ParseSize(args[1])
 			if err != nil {
 				return usagef("%v", err)
 			}
@@ -70,7 +71,7 @@ func vdiListCmd(g *globals) *cobra.Command {
 			}
 			t := newTable(g.io.Stdout, "NAME", "ID", "SIZE", "COPIES", "BLOCK", "OBJECTS", "CREATED")
 			for _, v := range vdis {
-				t.row(v.Name, strconv.FormatUint(uint64(v.ID), 10), FormatSize(v.Size), strconv.Itoa(v.Copies),
+				t.row(v.Name, strconv.FormatUint(uint64(v.ID), 10), units.FormatSize(v.Size), strconv.Itoa(v.Copies),
 					strconv.Itoa(v.BlockSize), strconv.FormatInt(v.Objects(), 10), formatTime(v.Created))
 			}
 			return t.flush()
@@ -105,7 +106,7 @@ func vdiResizeCmd(g *globals) *cobra.Command {
 		Short: "Grow a VDI (shrinking needs --force)",
 		Args:  args(2, "a NAME and a SIZE"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			size, err := ParseSize(args[1])
+			size, err := units.ParseSize(args[1])
 			if err != nil {
 				return usagef("%v", err)
 			}

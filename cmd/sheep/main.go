@@ -21,6 +21,7 @@ import (
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/dog"
 	"github.com/sheepblk/sheepblk/internal/logging"
+	"github.com/sheepblk/sheepblk/internal/units"
 	"github.com/sheepblk/sheepblk/reclaim"
 	"github.com/sheepblk/sheepblk/sheep"
 )
@@ -126,7 +127,7 @@ func (cfg config) nodeOptions() (sheep.Options, error) {
 		}
 	}
 	if cfg.capacity != "" {
-		c, err := dog.ParseSize(cfg.capacity)
+		c, err := units.ParseSize(cfg.capacity)
 		if err != nil || c == 0 {
 			return opts, usagef("--capacity %q: want a size such as 500G", cfg.capacity)
 		}
@@ -136,7 +137,7 @@ func (cfg config) nodeOptions() (sheep.Options, error) {
 		if cfg.etcd != "" {
 			return opts, usagef("--object-size is for standalone nodes: with --etcd the cluster's object size is used")
 		}
-		s, err := dog.ParseSize(cfg.objectSize)
+		s, err := units.ParseSize(cfg.objectSize)
 		if err != nil || s <= 0 || s > 1<<30 {
 			return opts, usagef("--object-size %q: want a power of two from 4K to 1G", cfg.objectSize)
 		}

@@ -58,19 +58,21 @@ func ParseSize(s string) (int64, error) {
 	return n << shift, nil
 }
 
-// FormatSize prints a byte count the short way: exact binary units when they
-// fit (20G, 512M), else bytes.
+// FormatSize prints a byte count the short way, in the largest binary unit
+// it reaches: exactly when it is a whole number of them (20G, 512M), else
+// to one decimal (76.5G); bytes below 1 KiB.
 func FormatSize(n int64) string {
 	for _, u := range []struct {
 		shift  uint
 		suffix string
 	}{{50, "P"}, {40, "T"}, {30, "G"}, {20, "M"}, {10, "K"}} {
-		if n >= 1<<u.shift && n%(1<<u.shift) == 0 {
+		if n < 1<<u.shift {
+			continue
+		}
+		if n%(1<<u.shift) == 0 {
 			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
 		}
-	}
-	if n >= 1<<30 {
-		return strconv.FormatFloat(float64(n)/(1<<30), 'f', 1, 64) + "G"
+		return strconv.FormatFloat(float64(n)/float64(int64(1)<<u.shift), 'f', 1, 64) + u.suffix
 	}
 	return strconv.FormatInt(n, 10)
 }

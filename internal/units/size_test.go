@@ -1,4 +1,4 @@
-package dog
+package units
 
 import "testing"
 
