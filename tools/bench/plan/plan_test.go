@@ -1,0 +1,178 @@
+package plan
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultPlansAreValid(t *testing.T) {
+	for name, p := range map[string]Plan{"default": Default(), "long": Long(), "smoke": Smoke()} {
+		if err := p.Validate(); err != nil {
+			t.Errorf("%s plan: %v", name, err)
+		}
+	}
+	if got := Smoke().Devices(); !reflect.DeepEqual(got, []string{"null_blk", "ublk-null"}) {
+		t.Errorf("smoke devices = %v, want one pair", got)
+	}
+}
+
+func TestValidateRejects(t *testing.T) {
+	bad := map[string]func(*Plan){
+		"no pairs":         func(p *Plan) { p.Pairs = nil },
+		"no jobs":          func(p *Plan) { p.Jobs = nil },
+		"short runtime":    func(p *Plan) { p.Runtime = 100 * time.Millisecond },
+		"zero reps":        func(p *Plan) { p.Reps = 0 },
+		"tiny size":        func(p *Plan) { p.SizeMB = 1 },
+		"zero queues":      func(p *Plan) { p.UblkQueues = 0 },
+		"kernel rss":       func(p *Plan) { p.RSSDevice = "brd" },
+		"unknown rss":      func(p *Plan) { p.RSSDevice = "floppy" },
+		"fast rss samples": func(p *Plan) { p.RSSInterval = time.Millisecond },
+	}
+	for name, mutate := range bad {
+		p := Default()
+		mutate(&p)
+		if err := p.Validate(); err == nil {
+			t.Errorf("%s: Validate accepted it", name)
+		}
+	}
+}
+
+func TestOrderAlternatesWithinPairsAndRunsSharedDevicesOnce(t *testing.T) {
+	p := Default()
+	first, second := p.Order(1), p.Order(2)
+	want1 := []string{"null_blk", "ublk-null", "brd", "ublk-mem", "loop-ext4", "ublk-file-ext4",
+		"loop-tmpfs", "ublk-file-tmpfs", "nbd", "ublk-sheep1", "ublk-sheep3"}
+	if !reflect.DeepEqual(first, want1) {
+		t.Errorf("Order(1) = %v\nwant %v", first, want1)
+	}
+	want2 := []string{"ublk-null", "null_blk", "ublk-mem", "brd", "ublk-file-ext4", "loop-ext4",
+		"ublk-file-tmpfs", "loop-tmpfs", "ublk-sheep1", "nbd", "ublk-sheep3"}
+	if !reflect.DeepEqual(second, want2) {
+		t.Errorf("Order(2) = %v\nwant %v", second, want2)
+	}
+	for _, d := range first {
+		if _, ok := DeviceByName(d); !ok {
+			t.Errorf("pair device %q is not in Devices", d)
+		}
+	}
+}
+
+func TestTargetHolds(t *testing.T) {
+	atLeast := Target{Min: 1.5}
+	if !atLeast.Holds(1.5) || atLeast.Holds(1.49) {
+		t.Error("a ≥ 1.5 target misjudges 1.5 or 1.49")
+	}
+	atMost := Target{Max: 1, AtMost: true}
+	if !atMost.Holds(0.9) || atMost.Holds(1.01) {
+		t.Error("a ≤ 1 target misjudges 0.9 or 1.01")
+	}
+	for _, p := range Pairs {
+		for _, tg := range p.Targets {
+			for _, j := range tg.Jobs {
+				if _, ok := JobByName(j); !ok {
+					t.Errorf("pair %s target names unknown job %q", p.Name, j)
+				}
+			}
+		}
+	}
+}
+
+func TestJobDirections(t *testing.T) {
+	cases := map[string][3]any{ // reads, writes, latency side
+		"randread-4k-qd1":     {true, false, "read"},
+		"randwrite-4k-qd32x2": {false, true, "write"},
+		"randrw-4k-qd16":      {true, true, "read"},
+		"read-128k-qd8":       {true, false, "read"},
+		"write-128k-qd8":      {false, true, "write"},
+	}
+	for name, want := range cases {
+		j, ok := JobByName(name)
+		if !ok {
+			t.Fatalf("no job %s", name)
+		}
+		if j.Reads() != want[0] || j.Writes() != want[1] || j.LatencySide() != want[2] {
+			t.Errorf("%s: reads %v writes %v side %s, want %v", name, j.Reads(), j.Writes(), j.LatencySide(), want)
+		}
+	}
+}
+
+// TestFioFileParses has fio itself read every job file (--parse-only), so
+// a typo in an option name fails here, not 20 minutes into a lab run.
+func TestFioFileParses(t *testing.T) {
+	fio, err := exec.LookPath("fio")
+	if err != nil {
+		t.Skip("fio not installed on this host (apt-get install fio)")
+	}
+	dir := t.TempDir()
+	for _, j := range append(append([]Job{}, Jobs...), RSSJob) {
+		file := filepath.Join(dir, j.Name+".fio")
+		body := j.FioFile(5*time.Second, 1500*time.Millisecond)
+		if !strings.Contains(body, "runtime=5\n") || !strings.Contains(body, "ramp_time=2\n") {
+			t.Errorf("%s: runtime/ramp not rendered in whole seconds:\n%s", j.Name, body)
+		}
+		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(fio, "--parse-only", file)
+		cmd.Env = append(os.Environ(), "BENCH_DEV="+filepath.Join(dir, "dev"), "BENCH_SIZE=16777216")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("fio --parse-only %s: %v\n%s\n%s", j.Name, err, out, body)
+		}
+	}
+}
+
+func TestStage(t *testing.T) {
+	scripts := t.TempDir()
+	if err := os.WriteFile(filepath.Join(scripts, "10-devices.sh"), []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "guest")
+	p := Default()
+	if err := p.Stage(scripts, dir); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.ReadFile(filepath.Join(dir, "bench.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"BENCH_REPS=2\n", `BENCH_ORDER_2="ublk-null null_blk`, `BENCH_RSS_DEVICE="ublk-file-ext4"`, "BENCH_UBLK_DEPTH=128\n"} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("bench.conf lacks %q:\n%s", want, conf)
+		}
+	}
+	// The conf is shell: sourcing it must give back the plan's values.
+	out, err := exec.Command("sh", "-c", ". "+filepath.Join(dir, "bench.conf")+` && echo "$BENCH_JOBS|$BENCH_ORDER_1"`).Output()
+	if err != nil {
+		t.Fatalf("sh cannot source bench.conf: %v", err)
+	}
+	got := strings.Split(strings.TrimSpace(string(out)), "|")
+	if len(got) != 2 || len(strings.Fields(got[0])) != len(Jobs) || strings.Join(strings.Fields(got[1]), " ") != strings.Join(p.Order(1), " ") {
+		t.Errorf("sourced bench.conf gives %q", out)
+	}
+	for _, j := range append(Jobs, RSSJob) {
+		if _, err := os.Stat(filepath.Join(dir, "jobs", j.Name+".fio")); err != nil {
+			t.Errorf("job file of %s not staged: %v", j.Name, err)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "10-devices.sh")); err != nil || fi.Mode()&0o100 == 0 {
+		t.Errorf("script not staged executable: %v", err)
+	}
+	if err := p.Stage(t.TempDir(), dir); err == nil {
+		t.Error("Stage accepted a scripts directory without scripts")
+	}
+}
+
+func TestGuestTimeFitsTheBrief(t *testing.T) {
+	// make bench should take 20-30 minutes of TCG time.
+	if g := Default().GuestTime(); g < 10*time.Minute || g > 40*time.Minute {
+		t.Errorf("default plan estimated at %s of guest time", g)
+	}
+	if g := Smoke().GuestTime(); g > 5*time.Minute {
+		t.Errorf("smoke plan estimated at %s", g)
+	}
+}
