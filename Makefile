@@ -9,11 +9,16 @@ BIN_DIR := bin
 
 all: build
 
-build: $(addprefix $(BIN_DIR)/,$(BINS))
+build: $(addprefix $(BIN_DIR)/,$(BINS)) $(BIN_DIR)/memhog
 
 $(BIN_DIR)/%: FORCE
 	@mkdir -p $(BIN_DIR)
 	$(GO) build -trimpath -o $@ ./cmd/$*
+
+# memhog puts the lab guest under memory pressure (tests/lab/reclaim-deadlock.sh).
+$(BIN_DIR)/memhog: FORCE
+	@mkdir -p $(BIN_DIR)
+	$(GO) build -trimpath -o $@ ./tools/memhog
 
 # The README's test command: host tests first, then the lab end-to-end suite.
 test: test-host test-lab
