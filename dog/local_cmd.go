@@ -3,10 +3,12 @@ package dog
 import (
 	"fmt"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/sheepblk/sheepblk/cluster/local"
 	"github.com/sheepblk/sheepblk/internal/logging"
+	"github.com/sheepblk/sheepblk/reclaim"
 )
 
 // LocalCluster is what `dog cluster start-local --json` prints once the
@@ -30,6 +32,7 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 		nodes, copies      int
 		etcdPort, basePort int
 		logLevel           string
+		unprotected        bool
 	)
 	c := &cobra.Command{
 		Use:   "start-local",
@@ -59,6 +62,7 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return usagef("--log-level: %v", err)
 			}
+			applyReclaim(g.io.Reclaim, unprotected, log)
 			ctx := cmd.Context()
 			lc, err := local.Start(ctx, local.Options{
 				Dir: dir, Nodes: nodes, Copies: copies, EtcdPort: etcdPort, BasePort: basePort, Logger: log,
@@ -99,5 +103,32 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 	f.IntVar(&etcdPort, "etcd-port", 2379, "etcd client port on 127.0.0.1 (peer port: the next one; 0: free ports)")
 	f.IntVar(&basePort, "base-port", 7000, "node i listens on 127.0.0.1:base-port+i (0: free ports)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&unprotected, "unprotected", false, "experiment: skip PR_SET_IO_FLUSHER and mlockall")
+	_ = f.MarkHidden("unprotected")
 	return c
+}
+
+// applyReclaim keeps the nodes out of memory reclaim (package reclaim):
+// they serve the writes reclaim waits for when a ublk device on this
+// machine uses the cluster. --unprotected keeps only oom_score_adj, for
+// the experiment that shows what the protections prevent. A protection
+// that fails is a warning, not a reason to stop.
+func applyReclaim(apply func(reclaim.Options) reclaim.Report, unprotected bool, log zerolog.Logger) {
+	if apply == nil {
+		return
+	}
+	prot := reclaim.Default
+	if unprotected {
+		prot = reclaim.Options{OOMNever: true}
+		log.Warn().Msg("running WITHOUT PR_SET_IO_FLUSHER and mlockall (--unprotected): reclaim may deadlock on a device this cluster serves")
+	}
+	r := apply(prot)
+	for _, p := range []struct {
+		name string
+		err  error
+	}{{"io_flusher", r.IOFlusher}, {"mlockall", r.LockMemory}, {"oom_score_adj", r.OOMNever}} {
+		if p.err != nil {
+			log.Warn().Err(p.err).Str("protection", p.name).Msg("reclaim protection not applied; the nodes run without it")
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sheepblk/sheepblk/cluster"
+	"github.com/sheepblk/sheepblk/reclaim"
 )
 
 // EnvEtcd names the environment variable with the default etcd endpoints.
@@ -31,6 +32,11 @@ type IO struct {
 	Stderr io.Writer
 	// Getenv reads the environment (os.Getenv if nil).
 	Getenv func(string) string
+	// Reclaim applies reclaim protections to the process (the command sets
+	// reclaim.Apply); `cluster start-local` calls it before starting the
+	// nodes. Nil applies none: tests running dog in-process leave their
+	// test binary alone.
+	Reclaim func(reclaim.Options) reclaim.Report
 }
 
 // usageError is bad usage: exit status 2.

@@ -8,11 +8,12 @@ import (
 	"syscall"
 
 	"github.com/sheepblk/sheepblk/dog"
+	"github.com/sheepblk/sheepblk/reclaim"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := dog.Execute(ctx, os.Args[1:], dog.IO{})
+	code := dog.Execute(ctx, os.Args[1:], dog.IO{Reclaim: reclaim.Apply})
 	stop()
 	os.Exit(code)
 }
