@@ -220,7 +220,20 @@ func (n *Node) start(listenAddr string) error {
 	}
 	n.registration = reg
 	n.log.Info().Str("node", n.id).Str("addr", addr).Str("etcd", n.opts.Cluster.Endpoints()).Msg("registered in cluster")
+	go n.followEpoch()
 	return nil
+}
+
+// followEpoch keeps the service's epoch at the cluster's until the node
+// stops, so a client placing objects by an older membership is told
+// (StatusWrongEpoch) instead of writing where readers will not look.
+func (n *Node) followEpoch() {
+	for e := range n.opts.Cluster.WatchEpoch(n.ctx) {
+		if old := n.service.Epoch(); old != e.Number {
+			n.service.SetEpoch(e.Number)
+			n.log.Info().Uint64("epoch", e.Number).Uint64("was", old).Int("members", len(e.Members)).Msg("cluster epoch changed")
+		}
+	}
 }
 
 // register adds the node to the cluster's node list. An entry of the same
