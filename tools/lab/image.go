@@ -110,7 +110,7 @@ func buildOverlay(file string, o imageOptions) error {
 	if err := st.Mkdir("/lab/gotest"); err != nil {
 		return err
 	}
-	for _, name := range []string{"ublkctl", "sheep", "dog"} {
+	for _, name := range []string{"ublkctl", "sheep", "dog", "memhog"} {
 		p := filepath.Join(o.binDir, name)
 		if _, err := os.Stat(p); err != nil {
 			o.log.Warn().Str("binary", p).Msg("not built; the guest runs without it (make build)")
