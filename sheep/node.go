@@ -309,6 +309,14 @@ func (n *Node) stop(ctx context.Context, now bool) error {
 	} else if err := n.server.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop serving: %w", err))
 	}
+	// The rpc server no longer hands out requests, but after Close (or an
+	// expired ctx) handlers may still run: let them finish before the store
+	// closes under them. Disk I/O ends; a few seconds is plenty.
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := n.service.Drain(dctx); err != nil {
+		errs = append(errs, fmt.Errorf("drain: %w", err))
+	}
+	cancel()
 	if err := n.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close store: %w", err))
 	}

@@ -3,6 +3,7 @@ package sheep
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,12 @@ type Service struct {
 	epoch    atomic.Uint64
 	identity atomic.Pointer[Identity]
 
+	// active counts requests being served; once closing is set, new ones
+	// are refused with StatusShuttingDown, so Drain can wait for the store
+	// to be idle before it is closed.
+	active  atomic.Int64
+	closing atomic.Bool
+
 	usageMu   sync.Mutex
 	usage     uint64
 	usageTime time.Time
@@ -63,8 +70,13 @@ func (s *Service) SetIdentity(id Identity) { s.identity.Store(&id) }
 // status and a short message; it never returns an error, so the rpc layer
 // keeps the connection.
 func (s *Service) ServeRPC(ctx context.Context, req *rpc.Request, resp *rpc.Response) error {
+	s.active.Add(1)
+	defer s.active.Add(-1)
 	out := proto.Response{Epoch: s.epoch.Load()}
 	r, err := proto.DecodeRequest(req.Header, s.st.ObjectSize())
+	if err == nil && s.closing.Load() {
+		err = &proto.Error{Status: proto.StatusShuttingDown, Reason: "the node is stopping"}
+	}
 	if err == nil {
 		err = s.serve(&r, req.Body, resp, &out)
 	}
@@ -82,6 +94,20 @@ func (s *Service) ServeRPC(ctx context.Context, req *rpc.Request, resp *rpc.Resp
 			Stringer("remote", req.RemoteAddr).Msg("request failed")
 	}
 	resp.Header, _ = out.AppendBinary(resp.Buf(proto.ResponseSize)[:0])
+	return nil
+}
+
+// Drain refuses new requests and waits until none is being served, or
+// until ctx ends.
+func (s *Service) Drain(ctx context.Context) error {
+	s.closing.Store(true)
+	for s.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d requests still running: %w", s.active.Load(), ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
 	return nil
 }
 
