@@ -19,12 +19,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sheepblk/sheepblk/cluster"
-	"github.com/sheepblk/sheepblk/dog"
 	"github.com/sheepblk/sheepblk/internal/logging"
 	"github.com/sheepblk/sheepblk/internal/units"
 	"github.com/sheepblk/sheepblk/reclaim"
 	"github.com/sheepblk/sheepblk/sheep"
+	"github.com/sheepblk/sheepblk/sheep/proto"
 )
+
+// envEtcd names the environment variable with the default etcd endpoints,
+// the one dog reads too. (Not imported from package dog: the daemon locks
+// all its memory, so it links no CLI it does not run.)
+const envEtcd = "SHEEPBLK_ETCD"
 
 // Exit statuses.
 const (
@@ -76,15 +81,15 @@ func run(args []string, stderr io.Writer, sigs <-chan os.Signal, ready func(addr
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	cmd.SetOut(stderr)
 	cmd.SetErr(stderr)
-	defEtcd := os.Getenv(dog.EnvEtcd)
-	if _, set := os.LookupEnv(dog.EnvEtcd); !set {
+	defEtcd := os.Getenv(envEtcd)
+	if _, set := os.LookupEnv(envEtcd); !set {
 		defEtcd = cluster.DefaultEndpoint
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.dir, "dir", "", "directory of the node's objects (created if missing; required)")
 	f.StringVar(&cfg.listen, "listen", "127.0.0.1:7000", "address to serve on")
 	f.StringVar(&cfg.advertise, "advertise", "", "address clients reach the node at (default: the listen address)")
-	f.StringVar(&cfg.etcd, "etcd", defEtcd, "cluster etcd endpoints, comma-separated (default from $"+dog.EnvEtcd+"); \"\" runs standalone")
+	f.StringVar(&cfg.etcd, "etcd", defEtcd, "cluster etcd endpoints, comma-separated (default from $"+envEtcd+"); \"\" runs standalone")
 	f.StringVar(&cfg.prefix, "prefix", cluster.DefaultPrefix, "etcd key prefix of the cluster")
 	f.StringVar(&cfg.zone, "zone", "", "failure zone of the node (rack, host): replicas go to distinct zones")
 	f.StringVar(&cfg.capacity, "capacity", "", "storage the node offers, e.g. 500G (default: free space of --dir)")
@@ -138,7 +143,7 @@ func (cfg config) nodeOptions() (sheep.Options, error) {
 			return opts, usagef("--object-size is for standalone nodes: with --etcd the cluster's object size is used")
 		}
 		s, err := units.ParseSize(cfg.objectSize)
-		if err != nil || s <= 0 || s > 1<<30 {
+		if err != nil || s <= 0 || s > proto.MaxObjectSize || proto.CheckObjectSize(uint32(s)) != nil {
 			return opts, usagef("--object-size %q: want a power of two from 4K to 1G", cfg.objectSize)
 		}
 		opts.ObjectSize = uint32(s)

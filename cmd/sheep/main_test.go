@@ -60,6 +60,7 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		{"--dir", t.TempDir(), "--etcd", "", "--log-level", "loud"},
 		{"--dir", t.TempDir(), "--etcd", "", "--log-format", "xml"},
 		{"--dir", t.TempDir(), "--etcd", "http://127.0.0.1:1", "--object-size", "4M"},
+		{"--dir", t.TempDir(), "--etcd", "", "--object-size", "3M"},
 	} {
 		out, code := runToEnd(t, args...)
 		if code != exitUsage || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "sheep: ") {
