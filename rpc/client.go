@@ -2,7 +2,9 @@ package rpc
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +47,21 @@ type ClientOptions struct {
 	// TimeoutResolution is how often pending calls are checked against their
 	// deadlines (default 10ms): a call fails at most this late.
 	TimeoutResolution time.Duration
+
+	// Secret is the cluster secret (see ReadSecretFile): every connection
+	// proves it holds it, and requires the server to prove the same, before
+	// sending any request. Nil means no authentication; a server with a
+	// secret then refuses the connection.
+	Secret []byte
+	// TLSConfig, if set, runs every connection over TLS (the authentication
+	// handshake then runs inside it). Without ServerName the host of the
+	// address is verified.
+	TLSConfig *tls.Config
+	// HandshakeTimeout bounds the TLS and authentication handshakes of a
+	// connection (default DefaultHandshakeTimeout).
+	HandshakeTimeout time.Duration
+
+	authRand io.Reader // handshake nonces in tests; crypto/rand otherwise
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {
@@ -121,13 +138,15 @@ func (call *Call) failNow(err error) {
 
 // Client sends calls to one peer over a small pool of pipelined connections.
 type Client struct {
-	addr   string
-	opts   ClientOptions
-	lim    frameLimits
-	log    zerolog.Logger
-	conns  []*clientConn
-	next   atomic.Uint32
-	closed atomic.Bool
+	addr  string
+	opts  ClientOptions
+	lim   frameLimits
+	log   zerolog.Logger
+	conns []*clientConn
+
+	tlsConfig *tls.Config // opts.TLSConfig with the server name to verify
+	next      atomic.Uint32
+	closed    atomic.Bool
 
 	dialCtx    context.Context // cancelled by Close so no dial outlives it
 	cancelDial context.CancelFunc
@@ -140,11 +159,12 @@ type Client struct {
 func NewClient(addr string, opts ClientOptions) *Client {
 	opts = opts.withDefaults()
 	c := &Client{
-		addr:     addr,
-		opts:     opts,
-		lim:      frameLimits{maxHeader: opts.MaxHeader, maxBody: opts.MaxBody}.withDefaults(),
-		log:      opts.Logger.With().Str("peer", addr).Logger(),
-		stopScan: make(chan struct{}),
+		addr:      addr,
+		opts:      opts,
+		lim:       frameLimits{maxHeader: opts.MaxHeader, maxBody: opts.MaxBody}.withDefaults(),
+		log:       opts.Logger.With().Str("peer", addr).Logger(),
+		stopScan:  make(chan struct{}),
+		tlsConfig: clientTLSConfig(opts.TLSConfig, addr),
 	}
 	c.dialCtx, c.cancelDial = context.WithCancel(context.Background())
 	c.conns = make([]*clientConn, opts.Conns)

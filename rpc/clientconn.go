@@ -239,6 +239,16 @@ func (cc *clientConn) dial() {
 	defer cc.c.wg.Done()
 	d := net.Dialer{Timeout: cc.c.opts.DialTimeout}
 	conn, err := d.DialContext(cc.c.dialCtx, "tcp", cc.c.addr)
+	what := "dial"
+	if err == nil && secured(cc.c.opts.Secret, cc.c.opts.TLSConfig) {
+		var sconn net.Conn
+		if sconn, err = cc.c.dialHandshake(cc.c.dialCtx, conn); err != nil {
+			conn.Close()
+			conn, what = nil, "handshake"
+		} else {
+			conn = sconn
+		}
+	}
 	cc.mu.Lock()
 	cc.dialing = false
 	if cc.closed {
@@ -252,11 +262,11 @@ func (cc *clientConn) dial() {
 		o := cc.c.opts.Backoff
 		cc.backoff = min(max(2*cc.backoff, o.Min), o.Max)
 		cc.nextDial = time.Now().Add(cc.backoff)
-		cc.lastErr = connError(cc.c.addr, "dial", err)
+		cc.lastErr = connError(cc.c.addr, what, err)
 		fired := cc.failAllLocked(cc.lastErr, nil)
 		backoff := cc.backoff
 		cc.mu.Unlock()
-		cc.c.log.Warn().Err(err).Dur("retry_in", backoff).Msg("rpc: dial failed")
+		cc.c.log.Warn().Err(err).Dur("retry_in", backoff).Msg("rpc: " + what + " failed")
 		fireAll(fired)
 		return
 	}

@@ -63,6 +63,21 @@
 // Steady-state calls allocate nothing on either side (BenchmarkRPC4KiB
 // reports allocs/op).
 //
+// # Who may connect
+//
+// With ServerOptions.Secret and ClientOptions.Secret set (the cluster
+// secret, read with ReadSecretFile from a file only its owner may read),
+// every connection runs a challenge–response handshake before its first
+// frame (auth.go has the messages): the client proves with HMAC-SHA256 that
+// it holds the secret, then the server proves the same, so a client never
+// sends a request to an impostor. A peer that fails gets a closed
+// connection (nothing but the random challenge was sent) and the server
+// logs a line, rate-limited. With TLSConfig on both sides connections run
+// over TLS 1.3 and the handshake runs inside it, bound to the TLS session.
+// Handshakes are fixed-size messages bounded by HandshakeTimeout, and at
+// most MaxHandshakes run at once on a server; a failed client handshake is
+// a connection error wrapping ErrAuth, retried with the dial backoff.
+//
 // # Additions to the agreed API
 //
 // ErrConnection (wrapped by every connection error) and ErrTooLarge (a request

@@ -2,8 +2,10 @@ package rpc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -77,6 +79,26 @@ type ServerOptions struct {
 	// Context is the parent of the context handed to handlers (default
 	// context.Background()); Close cancels the handlers' context.
 	Context context.Context
+
+	// Secret is the cluster secret (see ReadSecretFile): a connection is
+	// served only after the client proved it holds it; one that does not
+	// is closed with nothing sent but the challenge, and logged
+	// (rate-limited). Nil means no authentication.
+	Secret []byte
+	// TLSConfig, if set, serves every connection over TLS (the
+	// authentication handshake then runs inside it). It needs a
+	// certificate; set ClientCAs and ClientAuth to require client ones.
+	TLSConfig *tls.Config
+	// HandshakeTimeout bounds the TLS and authentication handshakes of a
+	// connection (default DefaultHandshakeTimeout): a peer that stalls in
+	// them is closed after it.
+	HandshakeTimeout time.Duration
+	// MaxHandshakes bounds the connections in their handshake at once
+	// (default DefaultMaxHandshakes); connections beyond it are closed at
+	// once.
+	MaxHandshakes int
+
+	authRand io.Reader // handshake nonces in tests; crypto/rand otherwise
 }
 
 // Server serves a Handler on any number of listeners.
@@ -94,8 +116,11 @@ type Server struct {
 	stopCh    chan struct{} // closed when stopping is set
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
-	connWG    sync.WaitGroup
-	closed    atomic.Bool
+
+	handshakes chan struct{}  // semaphore of connections in their handshake
+	refusalLog zerolog.Logger // rate-limited: refused connections
+	connWG     sync.WaitGroup
+	closed     atomic.Bool
 }
 
 // NewServer returns a server for h.
@@ -106,6 +131,9 @@ func NewServer(h Handler, opts ServerOptions) *Server {
 	if opts.Context == nil {
 		opts.Context = context.Background()
 	}
+	if opts.MaxHandshakes <= 0 {
+		opts.MaxHandshakes = DefaultMaxHandshakes
+	}
 	s := &Server{
 		h:         h,
 		opts:      opts,
@@ -114,6 +142,9 @@ func NewServer(h Handler, opts ServerOptions) *Server {
 		stopCh:    make(chan struct{}),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*serverConn]struct{}),
+
+		handshakes: make(chan struct{}, opts.MaxHandshakes),
+		refusalLog: newRefusalLog(opts.Logger),
 	}
 	s.ctx, s.cancel = context.WithCancel(opts.Context)
 	return s
@@ -174,7 +205,22 @@ func (s *Server) startConn(conn net.Conn) {
 		conn.Close()
 		return
 	}
+	handshake := secured(s.opts.Secret, s.opts.TLSConfig)
+	if handshake {
+		select {
+		case s.handshakes <- struct{}{}:
+		default:
+			s.refusalLog.Warn().Stringer("remote", conn.RemoteAddr()).Int("max_handshakes", s.opts.MaxHandshakes).
+				Msg("rpc: refused connection: too many connections in their handshake")
+			conn.Close()
+			return
+		}
+		if s.opts.TLSConfig != nil {
+			conn = tls.Server(conn, s.opts.TLSConfig)
+		}
+	}
 	sc := newServerConn(s, conn)
+	sc.handshake = handshake
 	s.conns[sc] = struct{}{}
 	s.connWG.Add(1)
 	go sc.serve()

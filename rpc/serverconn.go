@@ -54,6 +54,8 @@ type serverConn struct {
 	br     *bufio.Reader
 	hb     [frameHeaderSize]byte
 
+	handshake bool // TLS and/or authentication run before the first frame
+
 	inFlight chan struct{} // semaphore: requests read and not yet replied to
 	work     chan *serverCall
 	workers  int // started so far; only the reader touches it
@@ -83,6 +85,15 @@ func newServerConn(s *Server, conn net.Conn) *serverConn {
 
 func (sc *serverConn) serve() {
 	defer sc.s.removeConn(sc)
+	if sc.handshake {
+		err := sc.acceptHandshake()
+		<-sc.s.handshakes
+		if err != nil {
+			sc.logRefusal(err)
+			sc.conn.Close()
+			return
+		}
+	}
 	go sc.writeLoop()
 	if err := sc.readLoop(); err != nil {
 		sc.logReadError(err)
