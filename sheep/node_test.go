@@ -477,3 +477,23 @@ func BenchmarkRead4KOverRPC(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkWrite4KOverRPC(b *testing.B) {
+	n := startNode(b, Options{})
+	c := newClient(b, n.addr)
+	req := proto.Request{Op: proto.OpWrite, Object: proto.NewObjectID(1, 0), Offset: 8192, Length: 4096}
+	hdr, _ := req.AppendBinary(nil)
+	call := &rpc.Call{ReqHeader: hdr, ReqBody: make([]byte, 4096), RespHeader: make([]byte, 64), RespBody: make([]byte, 64)}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetBytes(4096)
+	for b.Loop() {
+		call.RespHeader, call.RespBody = call.RespHeader[:cap(call.RespHeader)], call.RespBody[:cap(call.RespBody)]
+		if err := c.rc.Do(ctx, call); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := proto.DecodeResponse(call.RespHeader, call.RespBody, &req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -198,7 +198,7 @@ func parseObjectName(name string) (proto.ObjectID, bool) {
 	return oid, err == nil && oid.Valid()
 }
 
-// objectName is an object's file name: its id in 16 hex digits.
+// objectPath is an object's file: objects/ and its id in 16 hex digits.
 func (s *Store) objectPath(oid proto.ObjectID) string {
 	var b [16]byte
 	const hex = "0123456789abcdef"
