@@ -34,10 +34,18 @@ func newRootCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:           "bench",
 		Short:         "Benchmark ublk targets against the kernel's drivers and nbd in the lab VM, and write the report",
-		Args:          cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unexpected argument %q: bench takes only flags (see bench --help)", args[0])}
+			}
+			return nil
+		},
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.smoke && o.long {
+				return usageError{fmt.Errorf("--smoke and --long exclude each other: pick one")}
+			}
 			p, err := o.plan(cmd.Flags().Changed)
 			if err != nil {
 				return usageError{err}

@@ -74,7 +74,6 @@ func (o *options) register(cmd *cobra.Command) {
 	f.DurationVar(&o.timeout, "timeout", 0, "wall-clock limit of the lab boot (default: estimated from the plan, ×2)")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print the whole guest console, not only the benchmark's progress")
 	f.StringSliceVar(&o.labExtraFlags, "lab-flag", nil, "extra flag for lab run (repeatable), e.g. --lab-flag=--mem=3072")
-	cmd.MarkFlagsMutuallyExclusive("smoke", "long")
 }
 
 func pairNames() []string {
