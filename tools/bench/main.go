@@ -32,8 +32,8 @@ func main() {
 func newRootCommand() *cobra.Command {
 	o := defaultOptions()
 	cmd := &cobra.Command{
-		Use:           "bench",
-		Short:         "Benchmark ublk targets against the kernel's drivers and nbd in the lab VM, and write the report",
+		Use:   "bench",
+		Short: "Benchmark ublk targets against the kernel's drivers and nbd in the lab VM, and write the report",
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageError{fmt.Errorf("unexpected argument %q: bench takes only flags (see bench --help)", args[0])}
