@@ -127,6 +127,19 @@ func TestStartLocalAndVDIReadWrite(t *testing.T) {
 		t.Fatalf("read of a missing vdi: exit %d", code)
 	}
 
+	// Deleting a VDI removes its objects from the nodes.
+	dogRun(t, etcd, "vdi", "create", "tmp", "16M").must(t, 0)
+	if code, _, stderr := dogIO(t, etcd, bytes.NewReader(image[:9<<20]), "vdi", "write", "tmp"); code != 0 {
+		t.Fatalf("vdi write tmp: exit %d: %s", code, stderr)
+	}
+	var deleted dog.DeletedVDI
+	if err := json.Unmarshal([]byte(dogRun(t, etcd, "vdi", "delete", "tmp", "--json").must(t, 0).stdout), &deleted); err != nil {
+		t.Fatal(err)
+	}
+	if deleted.Purge == nil || deleted.Purge.Removed != 3*3 || len(deleted.Purge.Unreached) != 0 {
+		t.Fatalf("delete tmp (3 objects x 3 copies): %+v", deleted.Purge)
+	}
+
 	if code := stop(); code != 0 {
 		t.Fatalf("start-local exit %d after SIGINT-equivalent", code)
 	}

@@ -2,12 +2,14 @@ package dog
 
 import (
 	"fmt"
-	"github.com/sheepblk/sheepblk/internal/units"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sheepblk/sheepblk/backend/sheep"
 	"github.com/sheepblk/sheepblk/cluster"
+	"github.com/sheepblk/sheepblk/internal/units"
 )
 
 func vdiCommands(g *globals) []*cobra.Command {
@@ -79,10 +81,18 @@ func vdiListCmd(g *globals) *cobra.Command {
 	}
 }
 
+// DeletedVDI is `dog vdi delete --json`.
+type DeletedVDI struct {
+	cluster.VDI
+	// Purge is what happened to the VDI's objects (absent with --keep-data).
+	Purge *sheep.PurgeResult `json:"purge,omitempty"`
+}
+
 func vdiDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var keepData bool
+	c := &cobra.Command{
 		Use:   "delete NAME",
-		Short: "Delete a VDI",
+		Short: "Delete a VDI and remove its objects from the nodes",
 		Args:  args(1, "a NAME"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			cl, err := g.connect()
@@ -94,9 +104,35 @@ func vdiDeleteCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printVDI(g, "deleted", v)
+			out := DeletedVDI{VDI: v}
+			var purgeErr error
+			if !keepData {
+				// The VDI is gone from the table first, so nothing writes
+				// its objects while they are removed.
+				res, err := sheep.Purge(cmd.Context(), sheep.PurgeOptions{Cluster: cl, VDI: v, CallTimeout: g.timeout})
+				out.Purge, purgeErr = &res, err
+			}
+			if g.json {
+				if err := printJSON(g.io.Stdout, out); err != nil {
+					return err
+				}
+			} else {
+				msg := fmt.Sprintf("deleted vdi %s: id %d, %s", v.Name, v.ID, units.FormatSize(v.Size))
+				if out.Purge != nil {
+					msg += fmt.Sprintf(", %d objects removed", out.Purge.Removed)
+				}
+				fmt.Fprintln(g.io.Stdout, msg)
+			}
+			if purgeErr != nil || (out.Purge != nil && len(out.Purge.Unreached) > 0) {
+				// The delete itself succeeded; say what is left, once.
+				fmt.Fprintf(g.io.Stderr, "dog: warning: objects of vdi %s remain on nodes %s (down or failing): they are garbage, never read again\n",
+					v.Name, strings.Join(out.Purge.Unreached, ", "))
+			}
+			return nil
 		}),
 	}
+	c.Flags().BoolVar(&keepData, "keep-data", false, "only delete the VDI from the table; leave its objects on the nodes")
+	return c
 }
 
 func vdiResizeCmd(g *globals) *cobra.Command {

@@ -291,6 +291,21 @@ func TestPlacementFollowsRing(t *testing.T) {
 		}
 	}
 	checkReplicas(t, c, vdi, objects, 2)
+
+	// Deleting the VDI and purging it leaves no object behind.
+	b.Close()
+	if _, err := c.Client().DeleteVDI(context.Background(), "disk"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := sheepbackend.Purge(context.Background(), sheepbackend.PurgeOptions{Cluster: c.Client(), VDI: vdi})
+	if err != nil || res.Removed != 2*len(objects) || len(res.Unreached) != 0 {
+		t.Fatalf("purge: %+v, %v; want %d removed", res, err, 2*len(objects))
+	}
+	for i := range c.Nodes() {
+		if n := c.Node(i).Store().Stats().Objects; n != 0 {
+			t.Fatalf("node %d holds %d objects after the purge", i, n)
+		}
+	}
 }
 
 func TestNodeFailureAndRestart(t *testing.T) {

@@ -31,7 +31,9 @@ func (b *Backend) verify(p *peer, addr string, gen uint64) {
 	wait := 100 * time.Millisecond
 	var lastErr string
 	for current() {
-		err := b.identify(client, p.id)
+		ctx, cancel := context.WithTimeout(b.ctx, b.opts.CallTimeout)
+		err := identify(ctx, client, p.id, b.objSize)
+		cancel()
 		if err == nil {
 			b.mu.Lock()
 			if p.gen == gen && !b.closed.Load() {
@@ -56,35 +58,22 @@ func (b *Backend) verify(p *peer, addr string, gen uint64) {
 	client.Close()
 }
 
-// identify asks the node at client's address for its NodeInfo and checks it.
-func (b *Backend) identify(client *rpc.Client, id string) error {
-	req := proto.Request{Op: proto.OpNodeInfo}
-	var hdr [proto.RequestSize]byte
-	var call rpc.Call
-	call.ReqHeader, _ = req.AppendBinary(hdr[:0])
-	call.RespHeader = make([]byte, proto.ResponseSize)
-	call.RespBody = make([]byte, 4096)
-	ctx, cancel := context.WithTimeout(b.ctx, b.opts.CallTimeout)
-	defer cancel()
-	if err := client.Do(ctx, &call); err != nil {
-		return err
-	}
-	resp, err := proto.DecodeResponse(call.RespHeader, call.RespBody, &req)
+// identify asks the node at client's address for its NodeInfo and checks
+// it is node id with objects of objSize bytes.
+func identify(ctx context.Context, client *rpc.Client, id string, objSize int64) error {
+	body, _, err := roundTrip(ctx, client, proto.Request{Op: proto.OpNodeInfo}, make([]byte, 4096), time.Minute)
 	if err != nil {
 		return err
 	}
-	if err := resp.Err(call.RespBody); err != nil {
-		return err
-	}
-	info, err := proto.DecodeNodeInfo(call.RespBody)
+	info, err := proto.DecodeNodeInfo(body)
 	if err != nil {
 		return err
 	}
 	if info.ID != id {
 		return fmt.Errorf("the node there is %q, not %q", info.ID, id)
 	}
-	if int64(info.ObjectSize) != b.objSize {
-		return fmt.Errorf("the node there has %d-byte objects, the vdi %d-byte ones", info.ObjectSize, b.objSize)
+	if int64(info.ObjectSize) != objSize {
+		return fmt.Errorf("the node there has %d-byte objects, the vdi %d-byte ones", info.ObjectSize, objSize)
 	}
 	return nil
 }
