@@ -67,3 +67,14 @@ demo: build lab-runner
 
 lab-shell: build lab-runner
 	$(LAB_BIN) shell --kernel $(LAB_KERNEL)
+
+# --- Benchmarks (tools/bench, tests/bench): every ublk target next to the
+# kernel's own driver (null_blk, brd, loop, nbd) in one lab boot; writes
+# bench/results/<date>/ and the README's Benchmarks section.
+# BENCH_FLAGS adds flags: --long, --smoke, --pairs null,file-ext4, ...
+BENCH_BIN   := out/bench/bench
+BENCH_FLAGS ?=
+
+bench: build lab-runner
+	$(GO) build -o $(BENCH_BIN) ./tools/bench
+	$(BENCH_BIN) --lab $(LAB_BIN) --kernel $(LAB_KERNEL) $(BENCH_FLAGS)
