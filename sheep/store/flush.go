@@ -84,7 +84,7 @@ func (s *Store) syncObject(oid proto.ObjectID) error {
 func (s *Store) fdatasync(fd int) error {
 	s.syncs.Add(1)
 	for {
-		if err := unix.Fdatasync(fd); err != unix.EINTR {
+		if err := s.syncFile(fd); err != unix.EINTR {
 			return err
 		}
 	}

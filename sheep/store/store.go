@@ -61,6 +61,9 @@ type Store struct {
 
 	syncs  atomic.Uint64
 	closed atomic.Bool
+
+	// syncFile is unix.Fdatasync; tests replace it to inject failures.
+	syncFile func(fd int) error
 }
 
 // Stats is a snapshot of a store's state.
@@ -93,13 +96,14 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s := &Store{
-		dir:    dir,
-		objDir: filepath.Join(dir, objectsDir),
-		tmpDir: filepath.Join(dir, tmpDir),
-		log:    opts.Logger,
-		index:  btree.NewOrderedG[proto.ObjectID](32),
-		dirty:  make(map[proto.ObjectID]struct{}),
-		spare:  make(map[proto.ObjectID]struct{}),
+		dir:      dir,
+		objDir:   filepath.Join(dir, objectsDir),
+		tmpDir:   filepath.Join(dir, tmpDir),
+		log:      opts.Logger,
+		index:    btree.NewOrderedG[proto.ObjectID](32),
+		dirty:    make(map[proto.ObjectID]struct{}),
+		spare:    make(map[proto.ObjectID]struct{}),
+		syncFile: unix.Fdatasync,
 	}
 	allowed := map[string]bool{objectsDir: true, tmpDir: true}
 	for _, n := range opts.AllowedEntries {

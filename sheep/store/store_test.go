@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sheepblk/sheepblk/sheep/proto"
 )
 
@@ -498,5 +500,34 @@ func BenchmarkWriteAt4K(b *testing.B) {
 		if err := s.WriteAt(oid, p, 8192, false); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestFailedFlushKeepsObjectsDirtyAndRetries(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	for i := range 3 {
+		if err := s.WriteAt(proto.NewObjectID(1, uint32(i)), []byte("data"), 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.syncFile = func(int) error { return unix.EIO }
+	if err := s.Flush(); !errors.Is(err, unix.EIO) {
+		t.Fatalf("flush with failing fdatasync = %v, want EIO", err)
+	}
+	if d := s.Stats().Dirty; d != 3 {
+		t.Fatalf("%d objects dirty after a failed flush, want 3 (they are not durable)", d)
+	}
+	if err := s.WriteAt(proto.NewObjectID(1, 0), []byte("x"), 0, true); !errors.Is(err, unix.EIO) {
+		t.Fatalf("FUA write with failing fdatasync = %v, want EIO", err)
+	}
+	s.syncFile = unix.Fdatasync
+	base := s.Stats().Syncs
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The three objects and the directory, which the failed flush left dirty too.
+	if got := s.Stats().Syncs - base; got != 4 || s.Stats().Dirty != 0 {
+		t.Fatalf("retry flush made %d syncs leaving %d dirty; want 4 and 0", got, s.Stats().Dirty)
 	}
 }
