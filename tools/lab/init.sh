@@ -22,8 +22,8 @@ echo "$LAB_HUNG_TASK_SECS" > /proc/sys/kernel/hung_task_timeout_secs 2>/dev/null
 for m in $(cat /lib/modules/load.order); do
 	insmod "/lib/modules/$m" || echo "lab: insmod $m failed"
 done
-if [ -b /dev/vda ]; then
-	mount -t ext4 /dev/vda /scratch || echo "lab: cannot mount the scratch disk /dev/vda"
+if [ -n "$LAB_SCRATCH_DISK" ]; then
+	mount -t ext4 "$LAB_SCRATCH_DISK" /scratch || echo "lab: cannot mount the scratch disk $LAB_SCRATCH_DISK"
 fi
 export LAB_SCRATCH=/scratch LAB_TESTS_DIR=/lab/tests LAB_GOTEST_DIR=/lab/gotest
 printf '\n@@lab:boot %s\n' "$(uname -r)"

@@ -33,6 +33,7 @@ type bootFlags struct {
 	testTimeout time.Duration
 	hungTask    int
 	scratch     string
+	rawDisks    []string
 	binDir      string
 	testsDir    string
 	outDir      string
@@ -45,9 +46,10 @@ func (b *bootFlags) register(cmd *cobra.Command, timeout time.Duration) {
 	f.IntVar(&b.memMiB, "mem", 2048, "guest memory in MiB")
 	f.IntVar(&b.cpus, "cpus", 2, "guest CPUs")
 	f.DurationVar(&b.timeout, "timeout", timeout, "wall-clock limit for the whole boot; QEMU is killed after it")
-	f.DurationVar(&b.testTimeout, "test-timeout", 10*time.Minute, "limit for each guest test script")
+	f.DurationVar(&b.testTimeout, "test-timeout", 5*time.Minute, "limit for each guest test script")
 	f.IntVar(&b.hungTask, "hung-task-secs", 60, "guest hung_task_timeout_secs (a hung task fails the run)")
 	f.StringVar(&b.scratch, "scratch", "2G", "size of the ext4 scratch disk mounted at /scratch (\"0\": none)")
+	f.StringSliceVar(&b.rawDisks, "raw-disk", nil, "size of an extra unformatted virtio disk (repeatable); the guest lists them in $LAB_RAW_DISKS")
 	f.StringVar(&b.binDir, "bin-dir", "bin", "directory with the project's static binaries")
 	f.StringVar(&b.testsDir, "tests-dir", "tests/lab", "directory with the guest test scripts")
 	f.StringVar(&b.outDir, "out", "out/lab", "directory for the initrd, disks and console logs")
@@ -162,8 +164,18 @@ func prepareBoot(ctx context.Context, g *globalFlags, b *bootFlags, plan string)
 			return vm.Options{}, "", err
 		}
 		disks = append(disks, disk)
-		plan += "LAB_SCRATCH_DISK=/dev/vda\n"
+		plan += fmt.Sprintf("LAB_SCRATCH_DISK=/dev/%s\n", virtioName(0))
 	}
+	var raw []string
+	for i, size := range b.rawDisks {
+		file := filepath.Join(b.outDir, fmt.Sprintf("raw%d-%s.img", i, k.Label))
+		if err := makeRawDisk(ctx, file, size); err != nil {
+			return vm.Options{}, "", err
+		}
+		raw = append(raw, "/dev/"+virtioName(len(disks)))
+		disks = append(disks, file)
+	}
+	plan += fmt.Sprintf("LAB_RAW_DISKS='%s'\n", strings.Join(raw, " "))
 	plan += fmt.Sprintf("LAB_TEST_TIMEOUT=%d\nLAB_HUNG_TASK_SECS=%d\n", int(b.testTimeout.Seconds()), b.hungTask)
 	initrd, err := buildInitrd(k, imageOptions{
 		cacheDir: cacheDir, outDir: b.outDir, binDir: b.binDir, testsDir: b.testsDir,
@@ -179,15 +191,26 @@ func prepareBoot(ctx context.Context, g *globalFlags, b *bootFlags, plan string)
 	return opts, filepath.Join(b.outDir, "console-"+k.Label+".log"), nil
 }
 
-// makeScratchDisk creates a fresh sparse image and formats it ext4 on the
-// host, where mkfs is fast (in the emulated guest it is not).
-func makeScratchDisk(ctx context.Context, file, size string) (string, error) {
+// virtioName is the guest's name of the i-th virtio disk (vda, vdb, ...).
+func virtioName(i int) string { return "vd" + string(rune('a'+i)) }
+
+// makeRawDisk creates a fresh sparse image of the given size.
+func makeRawDisk(ctx context.Context, file, size string) error {
 	_ = os.Remove(file)
 	out, err := exec.CommandContext(ctx, "truncate", "-s", size, file).CombinedOutput()
 	if err != nil {
-		return "", usageError{fmt.Errorf("--scratch %q: truncate: %v: %s", size, err, strings.TrimSpace(string(out)))}
+		return usageError{fmt.Errorf("disk size %q: truncate: %v: %s", size, err, strings.TrimSpace(string(out)))}
 	}
-	out, err = exec.CommandContext(ctx, "/usr/sbin/mkfs.ext4", "-q", "-F", "-L", "scratch", file).CombinedOutput()
+	return nil
+}
+
+// makeScratchDisk creates a fresh sparse image and formats it ext4 on the
+// host, where mkfs is fast (in the emulated guest it is not).
+func makeScratchDisk(ctx context.Context, file, size string) (string, error) {
+	if err := makeRawDisk(ctx, file, size); err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, "/usr/sbin/mkfs.ext4", "-q", "-F", "-L", "scratch", file).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("format scratch disk %s: %v: %s", file, err, strings.TrimSpace(string(out)))
 	}
