@@ -72,6 +72,7 @@ type peer struct {
 	up    atomic.Bool                // registered and not leaving
 	conn  atomic.Pointer[rpc.Client] // verified connection to addr; nil: none yet
 	dirty atomic.Bool                // acknowledged writes since the last flush
+	tried atomic.Bool                // the current address was asked once
 
 	// Under Backend.mu: the registered address, and a generation that
 	// grows when it changes (a verifier for an old address gives up).
@@ -143,20 +144,21 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 		b.Close()
 		return nil, fmt.Errorf("open sheep backend for vdi %s: no cluster membership from etcd at %s after %v", vdi.Name, opts.Cluster.Endpoints(), opts.OpenTimeout)
 	}
-	// Give the live nodes a moment to be verified, so the first I/O does
-	// not find them "down"; a node that cannot be reached stays down.
+	// Let every live node be asked who it is once, so the first I/O does
+	// not find them "down"; one that cannot be reached stays down (and
+	// is retried in the background).
 	deadline := time.Now().Add(opts.OpenTimeout)
-	for !b.allVerified() && time.Now().Before(deadline) && ctx.Err() == nil {
+	for !b.allTried() && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return b, nil
 }
 
-// allVerified: every member that is up has a verified connection.
-func (b *Backend) allVerified() bool {
+// allTried: every member that is up has been verified or asked once.
+func (b *Backend) allTried() bool {
 	t := b.topo.Load()
 	for _, p := range t.peers {
-		if p.up.Load() && p.conn.Load() == nil {
+		if p.up.Load() && p.conn.Load() == nil && !p.tried.Load() {
 			return false
 		}
 	}
@@ -237,6 +239,7 @@ func (b *Backend) rebuild(e cluster.Epoch, live []cluster.Node) {
 			// old address fail (reads fail over).
 			p.addr = n.Addr
 			p.gen++
+			p.tried.Store(false)
 			if old := p.conn.Swap(nil); old != nil {
 				retired = append(retired, old)
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/sheepblk/sheepblk/backend"
 	sheepbackend "github.com/sheepblk/sheepblk/backend/sheep"
 	"github.com/sheepblk/sheepblk/cluster"
+	"github.com/sheepblk/sheepblk/cluster/clustertest"
 	"github.com/sheepblk/sheepblk/cluster/local"
 	"github.com/sheepblk/sheepblk/placement"
 	"github.com/sheepblk/sheepblk/sheep/proto"
@@ -553,5 +554,41 @@ func TestClosedAndBadRequests(t *testing.T) {
 	<-w
 	if r.Result >= 0 {
 		t.Fatalf("read after close: result %d", r.Result)
+	}
+}
+
+// TestOpenWithUnreachableNode: a listed node nobody can reach does not hold
+// Open up; I/O avoids it (reads) or fails fast naming it (writes).
+func TestOpenWithUnreachableNode(t *testing.T) {
+	c := startCluster(t, 3, 2)
+	createVDI(t, c, "disk", 64<<20)
+	reg, err := c.Client().Register(context.Background(), cluster.Node{ID: "node-x", Addr: clustertest.ClosedAddr(t)}, cluster.RegisterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	start := time.Now()
+	b := open(t, c, "disk")
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Open took %v with an unreachable node listed", took)
+	}
+	if st := b.Node("node-x"); !st.Up || st.Verified {
+		t.Fatalf("node-x: %+v", st)
+	}
+	p := make([]byte, 1<<20)
+	failedWrites := 0
+	for off := int64(0); off < 64<<20; off += 4 << 20 {
+		if _, err := b.ReadAt(p, off); err != nil {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+		if _, err := b.WriteAt(p[:4096], off); err != nil {
+			if !strings.Contains(err.Error(), "node-x is down") {
+				t.Fatalf("write at %d: %v", off, err)
+			}
+			failedWrites++
+		}
+	}
+	if failedWrites == 0 || failedWrites == 16 {
+		t.Fatalf("%d of 16 objects have node-x as a replica: placement ignores it or uses only it", failedWrites)
 	}
 }

@@ -34,6 +34,13 @@ func (b *Backend) verify(p *peer, addr string, gen uint64) {
 		ctx, cancel := context.WithTimeout(b.ctx, b.opts.CallTimeout)
 		err := identify(ctx, client, p.id, b.objSize)
 		cancel()
+		if err != nil {
+			b.mu.Lock()
+			if p.gen == gen {
+				p.tried.Store(true)
+			}
+			b.mu.Unlock()
+		}
 		if err == nil {
 			b.mu.Lock()
 			if p.gen == gen && !b.closed.Load() {
