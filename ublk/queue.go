@@ -297,35 +297,8 @@ func (q *queue) ringIODone(tag int, res int32) {
 
 // startRequest turns the descriptor of tag into a backend request.
 func (q *queue) startRequest(tag int) {
-	d := q.desc(tag)
 	r := &q.disp.reqs[tag]
-	r.Offset = int64(d.StartSector) << 9
-	r.Length = int(d.NrSectors) << 9
-	r.FUA = d.Flags()&uapi.IOFFUA != 0
-	r.Buf = nil
-	valid := true
-	switch d.Op() {
-	case uapi.IOOpRead, uapi.IOOpWrite:
-		r.Op = backend.OpRead
-		if d.Op() == uapi.IOOpWrite {
-			r.Op = backend.OpWrite
-		}
-		valid = r.Length <= q.maxIO
-		if valid {
-			r.Buf = q.buf(tag)[:r.Length]
-		}
-	case uapi.IOOpFlush:
-		r.Op, r.Offset, r.Length = backend.OpFlush, 0, 0
-	case uapi.IOOpDiscard:
-		r.Op = backend.OpDiscard
-	case uapi.IOOpWriteZeroes:
-		r.Op = backend.OpWriteZeroes
-	default:
-		valid = false
-	}
-	// The descriptor is input like any other: never let it reach the
-	// backend outside the device or the tag's buffer.
-	if !valid || r.Offset < 0 || r.Offset+int64(r.Length) > q.devSize {
+	if !requestFromDesc(q.desc(tag), q.buf(tag), q.devSize, r) {
 		r.Result = -int32(syscall.EINVAL)
 		q.commitRequest(r)
 		return
