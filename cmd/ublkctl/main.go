@@ -257,17 +257,16 @@ func delCmd() *cobra.Command {
 		Use:   "del -n ID | -a",
 		Short: "Stop and remove devices (and their daemons)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		PreRunE: func(*cobra.Command, []string) error {
 			if all == (id >= 0) {
 				return usagef("give either -n ID or -a")
 			}
-			ctrl, err := ublk.OpenController()
-			if err != nil {
-				return err
-			}
-			defer ctrl.Close()
+			return nil
+		},
+		RunE: withController(func(ctrl *ublk.Controller) error {
 			ids := []uint32{uint32(id)}
 			if all {
+				var err error
 				if ids, err = daemon.DeviceIDs(); err != nil {
 					return err
 				}
@@ -279,7 +278,7 @@ func delCmd() *cobra.Command {
 				}
 			}
 			return errors.Join(errs...)
-		},
+		}),
 	}
 	c.Flags().IntVarP(&id, "number", "n", -1, "device id")
 	c.Flags().BoolVarP(&all, "all", "a", false, "every device")
@@ -287,24 +286,33 @@ func delCmd() *cobra.Command {
 	return c
 }
 
+// withController runs fn with the control device open.
+func withController(fn func(*ublk.Controller) error) func(*cobra.Command, []string) error {
+	return func(*cobra.Command, []string) error {
+		ctrl, err := ublk.OpenController()
+		if err != nil {
+			return err
+		}
+		defer ctrl.Close()
+		return fn(ctrl)
+	}
+}
+
+func printJSON(v any) error { return json.NewEncoder(os.Stdout).Encode(v) }
+
 func listCmd() *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "list",
 		Short: "List ublk devices",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctrl, err := ublk.OpenController()
-			if err != nil {
-				return err
-			}
-			defer ctrl.Close()
+		RunE: withController(func(ctrl *ublk.Controller) error {
 			devs, err := daemon.List(ctrl)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return json.NewEncoder(os.Stdout).Encode(devs)
+				return printJSON(devs)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATE\tQUEUES\tDEPTH\tSIZE\tTARGET\tPID")
@@ -312,7 +320,7 @@ func listCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%d\n", d.ID, d.State, d.Queues, d.Depth, units.FormatSize(d.Size), d.Target, d.Pid)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
@@ -345,23 +353,18 @@ func featuresCmd() *cobra.Command {
 		Use:   "features",
 		Short: "Show what the running kernel's ublk driver supports",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctrl, err := ublk.OpenController()
-			if err != nil {
-				return err
-			}
-			defer ctrl.Close()
+		RunE: withController(func(ctrl *ublk.Controller) error {
 			f := ctrl.Features()
 			names := uapi.FeatureList(f)
 			if asJSON {
-				return json.NewEncoder(os.Stdout).Encode(map[string]any{"bits": fmt.Sprintf("%#x", f), "features": names})
+				return printJSON(map[string]any{"bits": fmt.Sprintf("%#x", f), "features": names})
 			}
 			fmt.Printf("features %#x\n", f)
 			for _, n := range names {
 				fmt.Println(n)
 			}
 			return nil
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c

@@ -5,23 +5,9 @@
 # node holding the same objects.
 . ./lib.sh
 need_ublkctl
-DOG=/usr/local/bin/dog
 [ -x $DOG ] || skip "dog is not in the image"
 cluster_dir="$SCRATCH/cluster"
-rm -rf "$cluster_dir"
-cleanup_extra() {
-	[ -n "$cluster_pid" ] && kill "$cluster_pid" 2>/dev/null && wait "$cluster_pid" 2>/dev/null
-	return 0
-}
-$DOG cluster start-local --dir "$cluster_dir" --nodes 3 --copies 3 >"$WORK/cluster.log" 2>&1 &
-cluster_pid=$!
-i=0
-until $DOG node list --json 2>/dev/null | $JQ -e 'length == 3' >/dev/null 2>&1; do
-	i=$((i + 1))
-	[ $i -lt 300 ] || { cat "$WORK/cluster.log"; fail "the local cluster did not show 3 nodes within 30 s"; }
-	kill -0 $cluster_pid 2>/dev/null || { cat "$WORK/cluster.log"; fail "dog cluster start-local exited"; }
-	sleep 0.1
-done
+start_local_cluster "$cluster_dir"
 say "ok: local cluster up: $($DOG node list --json | $JQ -c '[.[].addr]')"
 check "dog vdi create disk1 256M" $DOG vdi create disk1 256M
 ublk_add -t sheep --vdi disk1 -q 2 -d 32
@@ -53,4 +39,5 @@ for n in 1 2; do
 	[ "$n0" = "$nn" ] || fail "node $n holds a different set of files than node 0"
 done
 say "ok: all 3 nodes hold the same set of object files"
+stop_local_cluster
 exit 0

@@ -32,19 +32,10 @@ run "$UBLKCTL" list
 
 # The same with a sheep cluster: three nodes and etcd on 127.0.0.1, a VDI
 # with three copies of every object, served as a block device.
-DOG=/usr/local/bin/dog
 cluster_dir=$SCRATCH/demo-cluster
-cleanup_extra() { [ -n "$cluster_pid" ] && kill "$cluster_pid" 2>/dev/null; return 0; }
 echo
 echo "lab# dog cluster start-local --dir $cluster_dir --nodes 3 --copies 3 &"
-$DOG cluster start-local --dir "$cluster_dir" --nodes 3 --copies 3 >"$WORK/cluster.log" 2>&1 &
-cluster_pid=$!
-i=0
-until $DOG node list --json 2>/dev/null | $JQ -e 'length == 3' >/dev/null 2>&1; do
-	i=$((i + 1))
-	[ $i -lt 300 ] || { cat "$WORK/cluster.log"; fail "the local cluster did not come up"; }
-	sleep 0.1
-done
+start_local_cluster "$cluster_dir"
 run $DOG node list
 run $DOG vdi create disk1 256M
 run $DOG vdi list
@@ -64,9 +55,7 @@ verify_files /mnt/demo
 run umount /mnt/demo
 run "$UBLKCTL" del -n "$DEV_ID"
 run $DOG cluster info
-kill $cluster_pid
-wait $cluster_pid
-cluster_pid=
+stop_local_cluster
 echo
 say "demo done"
 exit 0

@@ -51,6 +51,7 @@ check() {
 cleanup_extra() { :; }
 cleanup() {
 	cleanup_extra
+	stop_local_cluster
 	for _m in $(awk '$2 ~ "^/mnt/" {print $2}' /proc/mounts); do umount "$_m" 2>/dev/null; done
 	[ -x "$UBLKCTL" ] && "$UBLKCTL" del -a >/dev/null 2>&1
 	return 0
@@ -131,4 +132,29 @@ verify_files() {
 drop_caches() {
 	sync
 	echo 3 >/proc/sys/vm/drop_caches
+}
+
+# start_local_cluster DIR: `dog cluster start-local` (embedded etcd + 3
+# sheep nodes on 127.0.0.1, copies=3) in the background, data under DIR;
+# waits until dog lists 3 nodes. Sets CLUSTER_PID; cleanup stops it.
+DOG=/usr/local/bin/dog
+start_local_cluster() {
+	rm -rf "$1"
+	$DOG cluster start-local --dir "$1" --nodes 3 --copies 3 >"$WORK/cluster.log" 2>&1 &
+	CLUSTER_PID=$!
+	_i=0
+	until $DOG node list --json 2>/dev/null | $JQ -e 'length == 3' >/dev/null 2>&1; do
+		_i=$((_i + 1))
+		[ $_i -lt 300 ] || { cat "$WORK/cluster.log"; fail "the local cluster did not show 3 nodes within 30 s"; }
+		kill -0 $CLUSTER_PID 2>/dev/null || { cat "$WORK/cluster.log"; fail "dog cluster start-local exited"; }
+		sleep 0.1
+	done
+}
+
+# stop_local_cluster: SIGTERM to the cluster, wait for it to exit.
+stop_local_cluster() {
+	[ -n "$CLUSTER_PID" ] || return 0
+	kill "$CLUSTER_PID" 2>/dev/null
+	wait "$CLUSTER_PID" 2>/dev/null
+	CLUSTER_PID=
 }
