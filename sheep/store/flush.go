@@ -67,7 +67,7 @@ func (s *Store) syncObject(oid proto.ObjectID) error {
 	l := s.lockOf(oid)
 	l.RLock()
 	defer l.RUnlock()
-	h, _, err := s.handles.acquire(oid, false)
+	h, err := s.handles.acquire(oid, false)
 	if errors.Is(err, unix.ENOENT) {
 		return nil // removed since it was written: nothing to make durable
 	}

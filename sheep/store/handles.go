@@ -27,31 +27,31 @@ type handleCache struct {
 	m    map[proto.ObjectID]*handle
 	lru  list.List // front: most recently used
 	max  int
-	open func(oid proto.ObjectID, create bool) (fd int, created bool, err error)
+	open func(oid proto.ObjectID, create bool) (fd int, err error)
 }
 
-func newHandleCache(max int, open func(proto.ObjectID, bool) (int, bool, error)) *handleCache {
+func newHandleCache(max int, open func(proto.ObjectID, bool) (int, error)) *handleCache {
 	c := &handleCache{m: make(map[proto.ObjectID]*handle, max), max: max, open: open}
 	c.lru.Init()
 	return c
 }
 
 // acquire returns an open handle for oid, opening (and with create,
-// creating) the file on a miss; created says this call created it.
-func (c *handleCache) acquire(oid proto.ObjectID, create bool) (h *handle, created bool, err error) {
+// creating) the file on a miss.
+func (c *handleCache) acquire(oid proto.ObjectID, create bool) (*handle, error) {
 	c.mu.Lock()
 	if h := c.m[oid]; h != nil {
 		h.refs++
 		c.lru.MoveToFront(h.elem)
 		c.mu.Unlock()
-		return h, false, nil
+		return h, nil
 	}
 	c.mu.Unlock()
 
 	// Open outside the lock: a slow open must not stall hits on other objects.
-	fd, created, err := c.open(oid, create)
+	fd, err := c.open(oid, create)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	c.mu.Lock()
 	if other := c.m[oid]; other != nil {
@@ -60,15 +60,15 @@ func (c *handleCache) acquire(oid proto.ObjectID, create bool) (h *handle, creat
 		c.lru.MoveToFront(other.elem)
 		c.mu.Unlock()
 		unix.Close(fd)
-		return other, created, nil
+		return other, nil
 	}
-	h = &handle{oid: oid, fd: fd, refs: 1}
+	h := &handle{oid: oid, fd: fd, refs: 1}
 	h.elem = c.lru.PushFront(h)
 	c.m[oid] = h
 	victims := c.evictLocked()
 	c.mu.Unlock()
 	closeAll(victims)
-	return h, created, nil
+	return h, nil
 }
 
 // evictLocked takes unused handles off the cold end until the cache fits,

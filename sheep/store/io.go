@@ -56,7 +56,7 @@ func (s *Store) ReadAt(oid proto.ObjectID, p []byte, off int64) error {
 		clear(p)
 		return nil
 	}
-	h, _, err := s.handles.acquire(oid, false)
+	h, err := s.handles.acquire(oid, false)
 	if errors.Is(err, unix.ENOENT) {
 		clear(p)
 		return nil
@@ -93,18 +93,23 @@ func (s *Store) WriteAt(oid proto.ObjectID, p []byte, off int64, fua bool) error
 	l := s.lockOf(oid)
 	l.RLock()
 	defer l.RUnlock()
-	h, created, err := s.handles.acquire(oid, true)
+	// An object not indexed before this write may be new: created now,
+	// or by a concurrent writer that has not indexed it yet. Either way
+	// its directory entry may not be durable, and it must be indexed
+	// before this write returns, or a read after it would see zeros.
+	known := s.exists(oid)
+	h, err := s.handles.acquire(oid, true)
 	if err != nil {
 		return err
 	}
 	defer s.handles.release(h)
-	if created {
+	if !known {
 		s.addToIndex(oid)
 	}
 	if err := pwriteFull(h.fd, p, off); err != nil {
 		return fmt.Errorf("write object %v at %d: %w", oid, off, err)
 	}
-	return s.settle(oid, h.fd, created, fua)
+	return s.settle(oid, h.fd, !known, fua)
 }
 
 // settle makes a modification durable now (fua) or marks it for the next Flush.
@@ -204,7 +209,7 @@ func (s *Store) Discard(oid proto.ObjectID, off, length int64, fua bool) error {
 	if !s.exists(oid) {
 		return nil
 	}
-	h, _, err := s.handles.acquire(oid, false)
+	h, err := s.handles.acquire(oid, false)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}

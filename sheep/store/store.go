@@ -214,34 +214,36 @@ func (s *Store) objectPath(oid proto.ObjectID) string {
 }
 
 // openObject opens an object file. With create it makes a missing one,
-// sized to the object (sparse), and reports that it did.
-func (s *Store) openObject(oid proto.ObjectID, create bool) (int, bool, error) {
+// sized to the object (sparse).
+func (s *Store) openObject(oid proto.ObjectID, create bool) (int, error) {
 	path := s.objectPath(oid)
 	fd, err := openRetry(path, unix.O_RDWR|unix.O_CLOEXEC)
 	if err == nil || !create || !errors.Is(err, unix.ENOENT) {
 		if err != nil {
-			return -1, false, fmt.Errorf("open object %v: %w", oid, err)
+			return -1, fmt.Errorf("open object %v: %w", oid, err)
 		}
-		return fd, false, nil
+		return fd, nil
 	}
 	fd, err = openRetry(path, unix.O_RDWR|unix.O_CLOEXEC|unix.O_CREAT|unix.O_EXCL)
 	if errors.Is(err, unix.EEXIST) {
 		// Created by a concurrent writer between our two opens.
 		fd, err = openRetry(path, unix.O_RDWR|unix.O_CLOEXEC)
 		if err != nil {
-			return -1, false, fmt.Errorf("open object %v: %w", oid, err)
+			return -1, fmt.Errorf("open object %v: %w", oid, err)
 		}
-		return fd, false, nil
+		return fd, nil
 	}
 	if err != nil {
-		return -1, false, fmt.Errorf("create object %v: %w", oid, err)
+		return -1, fmt.Errorf("create object %v: %w", oid, err)
 	}
+	// Extending only: a concurrent writer that opened the new file already
+	// wrote inside the object, and growing the size keeps its bytes.
 	if err := unix.Ftruncate(fd, int64(s.objectSize)); err != nil {
 		unix.Close(fd)
 		unix.Unlink(path)
-		return -1, false, fmt.Errorf("size object %v: %w", oid, err)
+		return -1, fmt.Errorf("size object %v: %w", oid, err)
 	}
-	return fd, true, nil
+	return fd, nil
 }
 
 func openRetry(path string, flags int) (int, error) {

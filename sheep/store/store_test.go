@@ -531,3 +531,41 @@ func TestFailedFlushKeepsObjectsDirtyAndRetries(t *testing.T) {
 		t.Fatalf("retry flush made %d syncs leaving %d dirty; want 4 and 0", got, s.Stats().Dirty)
 	}
 }
+
+// TestConcurrentFirstWrites races writers on objects that do not exist
+// yet: whichever of them creates the file, every write must be readable as
+// soon as it returns (the object indexed before any write to it is acked).
+func TestConcurrentFirstWrites(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{ObjectSize: testObjectSize, MaxOpenFiles: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const writers, objects = 8, 100
+	for i := range objects {
+		oid := proto.NewObjectID(9, uint32(i))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		failed := make(chan string, writers)
+		for w := range writers {
+			wg.Go(func() {
+				p := bytes.Repeat([]byte{byte(w + 1)}, 512)
+				got := make([]byte, 512)
+				<-start
+				if err := s.WriteAt(oid, p, int64(w*512), false); err != nil {
+					failed <- err.Error()
+					return
+				}
+				if err := s.ReadAt(oid, got, int64(w*512)); err != nil || !bytes.Equal(got, p) {
+					failed <- "a write to a new object was not readable after it returned"
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(failed)
+		for msg := range failed {
+			t.Fatalf("object %v: %s", oid, msg)
+		}
+	}
+}
