@@ -19,16 +19,13 @@ type Node struct {
 }
 
 const (
-	// VnodesPerUnit virtual nodes are given per CapacityUnit of capacity.
-	VnodesPerUnit = 128
-	// CapacityUnit is the capacity that earns VnodesPerUnit virtual nodes.
-	CapacityUnit = 1 << 40
-	// DefaultCapacity is assumed for a node that declares none.
-	DefaultCapacity = CapacityUnit
+	// MaxVnodes virtual nodes go to the largest node of a ring: enough for
+	// shares within ~10% of the ideal among equal nodes.
+	MaxVnodes = 256
 	// MinVnodes keeps tiny nodes on the ring at all (with a coarse share).
 	MinVnodes = 8
-	// MaxVnodes bounds a huge node's ring footprint.
-	MaxVnodes = 1 << 16
+	// DefaultCapacity is assumed for a node that declares none.
+	DefaultCapacity = 1 << 40
 )
 
 // Ring maps object ids to nodes. It is immutable and safe for concurrent use.
@@ -40,13 +37,20 @@ type Ring struct {
 	owner  []int32 // points[i] belongs to nodes[owner[i]]
 }
 
-// VnodesFor is the number of virtual nodes a node of this capacity gets.
-func VnodesFor(capacity int64) int {
+// VnodesFor is the number of virtual nodes a node of this capacity gets in
+// a ring whose largest node has maxCapacity: proportional, MaxVnodes for
+// the largest. Weights are relative so that small nodes (a test cluster
+// on one disk) balance as well as large ones; the price is that when the
+// largest capacity in the ring changes, every node's share is rescaled.
+func VnodesFor(capacity, maxCapacity int64) int {
 	if capacity <= 0 {
 		capacity = DefaultCapacity
 	}
-	// Rounded, in floating point: capacities are far below 2^53 units.
-	v := int(float64(capacity)/CapacityUnit*VnodesPerUnit + 0.5)
+	if maxCapacity < capacity {
+		maxCapacity = capacity
+	}
+	// In floating point: the ratio is what matters, exactness is not.
+	v := int(float64(capacity)/float64(maxCapacity)*MaxVnodes + 0.5)
 	return min(max(v, MinVnodes), MaxVnodes)
 }
 
@@ -56,6 +60,14 @@ func New(nodes []Node) (*Ring, error) {
 	sort.Slice(r.nodes, func(i, j int) bool { return r.nodes[i].ID < r.nodes[j].ID })
 	zoneIdx := map[string]int32{}
 	r.zoneOf = make([]int32, len(r.nodes))
+	var maxCap int64
+	for _, n := range r.nodes {
+		c := n.Capacity
+		if c <= 0 {
+			c = DefaultCapacity
+		}
+		maxCap = max(maxCap, c)
+	}
 	total := 0
 	for i, n := range r.nodes {
 		if n.ID == "" {
@@ -74,7 +86,7 @@ func New(nodes []Node) (*Ring, error) {
 			zoneIdx[zone] = z
 		}
 		r.zoneOf[i] = z
-		total += VnodesFor(n.Capacity)
+		total += VnodesFor(n.Capacity, maxCap)
 	}
 	r.zones = len(zoneIdx)
 	type vnode struct {
@@ -84,7 +96,7 @@ func New(nodes []Node) (*Ring, error) {
 	vnodes := make([]vnode, 0, total)
 	for i, n := range r.nodes {
 		base := hashString(string(n.ID))
-		for v := range VnodesFor(n.Capacity) {
+		for v := range VnodesFor(n.Capacity, maxCap) {
 			vnodes = append(vnodes, vnode{mix64(base + uint64(v+1)*golden), int32(i)})
 		}
 	}
