@@ -6,6 +6,11 @@
 //	lab run --kernel 6.12 [TEST...]      boot, run tests/lab scripts, report
 //	lab shell --kernel 6.12              boot to an interactive guest shell
 //
+// Each boot gets its own directory out/lab/run-<kernel>-<time>-<n>/ (so
+// concurrent runs never share an initrd or a disk); after the boot only
+// its console.log stays, out/lab/console-<kernel>.log points at the
+// latest, and the five newest runs per kernel are kept.
+//
 // The host side does everything with logic (caching, timeouts, console
 // parsing); the guest side is a small /init shell script that prints marker
 // lines on the serial console. Results are per-test PASS/FAIL/SKIP lines and

@@ -126,51 +126,93 @@ func newShellCommand(g *globalFlags) *cobra.Command {
 		Short: "Boot the lab to an interactive root shell on the serial console",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts, _, err := prepareBoot(cmd.Context(), g, b, "LAB_MODE=shell\n")
+			run, err := prepareBoot(cmd.Context(), g, b, "LAB_MODE=shell\n")
+			if run != nil {
+				defer run.finish(b.outDir)
+			}
 			if err != nil {
 				return err
 			}
-			opts.Interactive = true
-			opts.Console = os.Stdout
-			return vm.Boot(cmd.Context(), opts)
+			run.opts.Interactive = true
+			run.opts.Console = os.Stdout
+			return vm.Boot(cmd.Context(), run.opts)
 		},
 	}
 	b.register(cmd, 8*time.Hour)
 	return cmd
 }
 
-// prepareBoot fetches the kernel, builds the initrd and scratch disk, and
-// returns the VM options and the console log path.
-func prepareBoot(ctx context.Context, g *globalFlags, b *bootFlags, plan string) (vm.Options, string, error) {
+// bootRun is one prepared boot: its own directory under --out (so runs
+// started at the same time by different people never share files), the
+// VM options and the console log path.
+type bootRun struct {
+	dir     string
+	label   string
+	logPath string
+	opts    vm.Options
+}
+
+// keepRuns is how many run directories per kernel survive pruning.
+const keepRuns = 5
+
+// finish deletes the run's bulky files (initrd, disks, test binaries),
+// keeps its console log, points out/lab/console-<kernel>.log at it and
+// prunes old runs.
+func (r *bootRun) finish(outDir string) {
+	entries, _ := os.ReadDir(r.dir)
+	for _, e := range entries {
+		if e.Name() != "console.log" {
+			_ = os.RemoveAll(filepath.Join(r.dir, e.Name()))
+		}
+	}
+	link := filepath.Join(outDir, "console-"+r.label+".log")
+	_ = os.Remove(link)
+	_ = os.Symlink(filepath.Join(filepath.Base(r.dir), "console.log"), link)
+	old, _ := filepath.Glob(filepath.Join(outDir, "run-"+r.label+"-*"))
+	sort.Strings(old) // names start with the UTC time: oldest first
+	for len(old) > keepRuns {
+		_ = os.RemoveAll(old[0])
+		old = old[1:]
+	}
+}
+
+// prepareBoot fetches the kernel and builds the initrd and disks in a new
+// run directory.
+func prepareBoot(ctx context.Context, g *globalFlags, b *bootFlags, plan string) (*bootRun, error) {
 	log := g.logger()
 	if _, ok := kernel.Suites[b.kernel]; !ok {
-		return vm.Options{}, "", usageError{fmt.Errorf("unknown --kernel %q: want one of %v", b.kernel, kernel.Labels())}
+		return nil, usageError{fmt.Errorf("unknown --kernel %q: want one of %v", b.kernel, kernel.Labels())}
 	}
 	cacheDir := g.cacheDir
 	if cacheDir == "" {
 		cacheDir = kernel.DefaultCacheDir()
 	}
 	if err := os.MkdirAll(b.outDir, 0o755); err != nil {
-		return vm.Options{}, "", fmt.Errorf("create %s: %w", b.outDir, err)
+		return nil, fmt.Errorf("create %s: %w", b.outDir, err)
 	}
 	k, err := kernel.Fetch(ctx, b.kernel, kernel.Options{CacheDir: cacheDir, Log: log})
 	if err != nil {
-		return vm.Options{}, "", err
+		return nil, err
 	}
+	runDir, err := os.MkdirTemp(b.outDir, "run-"+k.Label+"-"+time.Now().UTC().Format("20060102-150405")+"-")
+	if err != nil {
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
+	run := &bootRun{dir: runDir, label: k.Label, logPath: filepath.Join(runDir, "console.log")}
 	var disks []string
 	if b.scratch != "0" && b.scratch != "" {
-		disk, err := makeScratchDisk(ctx, filepath.Join(b.outDir, "scratch-"+k.Label+".img"), b.scratch)
+		disk, err := makeScratchDisk(ctx, filepath.Join(runDir, "scratch.img"), b.scratch)
 		if err != nil {
-			return vm.Options{}, "", err
+			return run, err
 		}
 		disks = append(disks, disk)
 		plan += fmt.Sprintf("LAB_SCRATCH_DISK=/dev/%s\n", virtioName(0))
 	}
 	var raw []string
 	for i, size := range b.rawDisks {
-		file := filepath.Join(b.outDir, fmt.Sprintf("raw%d-%s.img", i, k.Label))
+		file := filepath.Join(runDir, fmt.Sprintf("raw%d.img", i))
 		if err := makeRawDisk(ctx, file, size); err != nil {
-			return vm.Options{}, "", err
+			return run, err
 		}
 		raw = append(raw, "/dev/"+virtioName(len(disks)))
 		disks = append(disks, file)
@@ -178,17 +220,17 @@ func prepareBoot(ctx context.Context, g *globalFlags, b *bootFlags, plan string)
 	plan += fmt.Sprintf("LAB_RAW_DISKS='%s'\n", strings.Join(raw, " "))
 	plan += fmt.Sprintf("LAB_TEST_TIMEOUT=%d\nLAB_HUNG_TASK_SECS=%d\n", int(b.testTimeout.Seconds()), b.hungTask)
 	initrd, err := buildInitrd(k, imageOptions{
-		cacheDir: cacheDir, outDir: b.outDir, binDir: b.binDir, testsDir: b.testsDir,
+		cacheDir: cacheDir, outDir: runDir, binDir: b.binDir, testsDir: b.testsDir,
 		goTests: b.goTests, plan: []byte(plan), log: log,
 	})
 	if err != nil {
-		return vm.Options{}, "", err
+		return run, err
 	}
-	opts := vm.Options{
+	run.opts = vm.Options{
 		Kernel: k.Vmlinuz(), Initrd: initrd, MemoryMiB: b.memMiB, CPUs: b.cpus,
 		Disks: disks, Timeout: b.timeout, CrashGrace: 20 * time.Second,
 	}
-	return opts, filepath.Join(b.outDir, "console-"+k.Label+".log"), nil
+	return run, nil
 }
 
 // virtioName is the guest's name of the i-th virtio disk (vda, vdb, ...).
@@ -219,10 +261,14 @@ func makeScratchDisk(ctx context.Context, file, size string) (string, error) {
 
 func runTests(ctx context.Context, g *globalFlags, b *bootFlags, tests []string) error {
 	plan := fmt.Sprintf("LAB_MODE=tests\nLAB_TESTS='%s'\n", strings.Join(tests, " "))
-	opts, logPath, err := prepareBoot(ctx, g, b, plan)
+	run, err := prepareBoot(ctx, g, b, plan)
+	if run != nil {
+		defer run.finish(b.outDir)
+	}
 	if err != nil {
 		return err
 	}
+	opts, logPath := run.opts, run.logPath
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return fmt.Errorf("create console log: %w", err)
