@@ -20,6 +20,7 @@ import (
 
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/internal/logging"
+	"github.com/sheepblk/sheepblk/internal/rpcflags"
 	"github.com/sheepblk/sheepblk/internal/units"
 	"github.com/sheepblk/sheepblk/reclaim"
 	"github.com/sheepblk/sheepblk/sheep"
@@ -54,6 +55,7 @@ type config struct {
 	registerTTL            time.Duration
 	shutdownTimeout        time.Duration
 	logFormat, logLevel    string
+	security               rpcflags.Security
 }
 
 // usageError is bad usage: exit status 2.
@@ -98,6 +100,7 @@ func run(args []string, stderr io.Writer, sigs <-chan os.Signal, ready func(addr
 	f.IntVar(&cfg.maxOpenFiles, "max-open-files", 0, "object files kept open (default 1024)")
 	f.DurationVar(&cfg.registerTTL, "register-ttl", sheep.DefaultRegisterTTL, "how long a dead node stays in the node list")
 	f.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for requests in flight")
+	cfg.security.Register(f, rpcflags.Server)
 	f.StringVar(&cfg.logFormat, "log-format", string(logging.FormatAuto), "log format: auto, console or json")
 	f.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.SetArgs(args)
@@ -170,6 +173,12 @@ func serve(cfg config, stderr io.Writer, sigs <-chan os.Signal, ready func(strin
 	}
 	applyReclaim(log)
 	opts.Logger = log
+	if err := cfg.security.ApplyServer(&opts.RPC); err != nil {
+		return err
+	}
+	if opts.RPC.Secret == nil {
+		log.Warn().Msg("no --" + rpcflags.SecretFileFlag + ": any peer that reaches the node port may read and write every VDI")
+	}
 
 	if cfg.etcd != "" {
 		var eps []string
