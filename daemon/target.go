@@ -14,6 +14,7 @@ import (
 	"github.com/sheepblk/sheepblk/backend/sheep"
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/internal/units"
+	"github.com/sheepblk/sheepblk/rpc"
 )
 
 // Target names a backend and how to open it.
@@ -25,6 +26,8 @@ type Target struct {
 	FailRange string `json:"fail_range,omitempty"` // testing: "OFF:LEN", reads and writes there fail with EIO
 	VDI       string `json:"vdi,omitempty"`        // sheep: the VDI to serve
 	Etcd      string `json:"etcd,omitempty"`       // sheep: etcd endpoints, comma-separated
+	// SecretFile is the sheep target's cluster secret file (mode 0600).
+	SecretFile string `json:"secret_file,omitempty"`
 }
 
 // TargetTypes are the types Open knows.
@@ -59,6 +62,9 @@ func (t *Target) Check() error {
 		return fmt.Errorf("missing -t TYPE (one of %s)", strings.Join(TargetTypes, ", "))
 	default:
 		return fmt.Errorf("unknown target type %q (one of %s)", t.Type, strings.Join(TargetTypes, ", "))
+	}
+	if t.SecretFile != "" && t.Type != "sheep" {
+		return errors.New("--secret-file is only for the sheep target")
 	}
 	if t.Size < 0 {
 		return errors.New("--size must not be negative")
@@ -155,12 +161,20 @@ func openSheep(t *Target, o OpenOptions) (*sheepTarget, error) {
 	if eps != "" {
 		endpoints = strings.Split(eps, ",")
 	}
+	var rpcOpts rpc.ClientOptions
+	if t.SecretFile != "" {
+		secret, err := rpc.ReadSecretFile(t.SecretFile)
+		if err != nil {
+			return nil, err
+		}
+		rpcOpts.Secret = secret
+	}
 	cli, err := cluster.Connect(cluster.Options{Endpoints: endpoints})
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd: %w", err)
 	}
 	be, err := sheep.Open(context.Background(), sheep.Options{
-		Cluster: cli, VDI: t.VDI, MaxInFlight: o.InFlight, MaxIOSize: o.MaxIO, Logger: o.Logger,
+		Cluster: cli, VDI: t.VDI, MaxInFlight: o.InFlight, MaxIOSize: o.MaxIO, Logger: o.Logger, RPC: rpcOpts,
 	})
 	if err != nil {
 		cli.Close()

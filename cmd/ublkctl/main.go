@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -89,6 +90,7 @@ func addCmd() *cobra.Command {
 	fl.StringVarP(&f.target.Type, "type", "t", "", "target: null, mem, file or sheep")
 	fl.StringVar(&f.target.VDI, "vdi", "", "sheep target: the VDI to serve")
 	fl.StringVar(&f.target.Etcd, "etcd", "", "sheep target: etcd endpoints, comma-separated (default $"+daemon.EnvEtcd+", else "+cluster.DefaultEndpoint+")")
+	fl.StringVar(&f.target.SecretFile, "secret-file", "", "sheep target: file with the cluster secret (mode 0600), as the nodes' --secret-file")
 	fl.StringVar(&f.target.File, "file", "", "file target: backing file or block device (created sparse at --size if missing)")
 	fl.StringVar(&f.size, "size", "", "device size, e.g. 8G (file target: defaults to the file's size)")
 	fl.IntVarP(&f.id, "number", "n", ublk.AnyID, "device id (default: the first free one)")
@@ -159,6 +161,12 @@ func (f *addFlags) options() (daemon.Options, error) {
 	}
 	if err := f.target.Check(); err != nil {
 		return o, usageError{err}
+	}
+	if f.target.SecretFile != "" {
+		// Absolute, so `recover` from another directory finds it too.
+		if f.target.SecretFile, err = filepath.Abs(f.target.SecretFile); err != nil {
+			return o, usagef("--secret-file: %v", err)
+		}
 	}
 	o.Target = f.target
 	o.Device = ublk.Options{ID: f.id, Queues: f.queues, Depth: f.depth, BlockSize: f.blockSize, MaxIO: int(maxIO), Recovery: f.recovery}
