@@ -399,7 +399,30 @@ func TestEpochMembership(t *testing.T) {
 		if e, _ := c.Epoch(ctx); e.Number != 2 || e.Members[0].Capacity != 1<<40 {
 			t.Fatalf("epoch after a restart: %+v", e)
 		}
-		if e, err := c.RemoveMember(ctx, "b"); err != nil || e.Number != 3 || len(e.Members) != 1 || e.Has("b") || !e.Has("a") {
+		// Once the cluster holds a VDI, a new node stays a spare: placing
+		// objects on it would send reads where the data is not.
+		format(t, c, 2)
+		if _, err := c.CreateVDI(ctx, cluster.CreateVDIOptions{Name: "v", Size: 1 << 20}); err != nil {
+			t.Fatal(err)
+		}
+		regC, err := c.Register(ctx, cluster.Node{ID: "c", Addr: "127.0.0.1:7002"}, cluster.RegisterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer regC.Close()
+		if regC.Member() || !regB.Member() {
+			t.Fatalf("member: c %v (want false), b %v (want true)", regC.Member(), regB.Member())
+		}
+		if e, _ := c.Epoch(ctx); e.Number != 2 || e.Has("c") {
+			t.Fatalf("a spare joined the epoch: %+v", e)
+		}
+		if ms, err := c.Members(ctx); err != nil || len(ms) != 3 || ms[2].ID != "c" || ms[2].State != cluster.NodeSpare || ms[0].State != cluster.NodeUp {
+			t.Fatalf("members: %+v, %v", ms, err)
+		}
+		if e, err := c.Join(ctx, cluster.Member{ID: "c"}); err != nil || e.Number != 3 || !e.Has("c") {
+			t.Fatalf("forced join: %+v, %v", e, err)
+		}
+		if e, err := c.RemoveMember(ctx, "b"); err != nil || e.Number != 4 || len(e.Members) != 2 || e.Has("b") || !e.Has("a") {
 			t.Fatalf("remove b: %+v, %v", e, err)
 		}
 		if _, err := c.RemoveMember(ctx, "b"); !errors.Is(err, cluster.ErrInvalid) {

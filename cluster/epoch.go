@@ -66,7 +66,9 @@ func (c *Client) Epoch(ctx context.Context) (Epoch, error) {
 }
 
 // Join makes m a member if it is not one yet (a new epoch); a member
-// joining again changes nothing. Register calls it for every node.
+// joining again changes nothing. It is unconditional: on a cluster that
+// holds data, a new member moves objects it does not have (see
+// joinIfNoData).
 func (c *Client) Join(ctx context.Context, m Member) (Epoch, error) {
 	if err := validNodeID(m.ID); err != nil {
 		return Epoch{}, fmt.Errorf("join: %w", err)
@@ -78,6 +80,55 @@ func (c *Client) Join(ctx context.Context, m Member) (Epoch, error) {
 		e.Members = append(e.Members, m)
 		return true
 	})
+}
+
+// joinIfNoData is Join for Register: a node new to the membership joins
+// only while the cluster has no VDI. Joining later would move objects onto
+// a node that does not have them, and reads there return zeros; until the
+// nodes recover (copy) objects on membership changes, such a node stays a
+// spare: live, listed, given no data. `dog node join` forces it in.
+func (c *Client) joinIfNoData(ctx context.Context, m Member) (joined bool, err error) {
+	if err := validNodeID(m.ID); err != nil {
+		return false, fmt.Errorf("join: %w", err)
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	for {
+		e, rev, _, err := c.epochAt(ctx)
+		if err != nil {
+			return false, fmt.Errorf("join %s: %w", m.ID, err)
+		}
+		if e.Has(m.ID) {
+			return true, nil
+		}
+		e.Members = append(e.Members, m)
+		e.Number++
+		e.Changed = time.Now().UTC().Truncate(time.Millisecond)
+		sort.Slice(e.Members, func(i, j int) bool { return e.Members[i].ID < e.Members[j].ID })
+		val, err := json.Marshal(e)
+		if err != nil {
+			return false, fmt.Errorf("join %s: %w", m.ID, err)
+		}
+		resp, err := c.etcd.Txn(ctx).If(
+			clientv3.Compare(clientv3.ModRevision(c.epochKey()), "=", rev),
+			// No key under vdis/: an empty range compares as absent.
+			clientv3.Compare(clientv3.CreateRevision(c.vdisPrefix()), "=", 0).WithPrefix(),
+		).Then(
+			clientv3.OpPut(c.epochKey(), string(val)),
+		).Else(
+			clientv3.OpGet(c.vdisPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+		).Commit()
+		if err != nil {
+			return false, fmt.Errorf("join %s: %w", m.ID, c.etcdErr(err))
+		}
+		if resp.Succeeded {
+			return true, nil
+		}
+		if resp.Responses[0].GetResponseRange().Count > 0 {
+			return false, nil
+		}
+		// The epoch changed meanwhile: look again.
+	}
 }
 
 // RemoveMember takes a node out of the membership for good (it will not

@@ -24,6 +24,9 @@ const (
 	// NodeDown is never registered: listings (Members) use it for epoch
 	// members that are not running.
 	NodeDown NodeState = "down"
+	// NodeSpare is never registered: listings (Members) use it for live
+	// nodes that are not epoch members, so no data is placed on them.
+	NodeSpare NodeState = "spare"
 )
 
 // Node is a storage node as registered in etcd.
@@ -73,14 +76,21 @@ type Registration struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu    sync.Mutex
-	node  Node
-	lease clientv3.LeaseID
+	mu     sync.Mutex
+	node   Node
+	lease  clientv3.LeaseID
+	member bool
 }
+
+// Member reports whether the node was a placement member when it
+// registered; false means a spare: a new node in a cluster that already
+// held data, given none until an operator runs `dog node join`.
+func (r *Registration) Member() bool { return r.member }
 
 // Register adds n to the node list under a lease kept alive in the
 // background, and makes it a member of the placement epoch if it is not one
-// yet (see Join). It fails with ErrNodeExists if a live node holds n.ID, unless
+// yet and the cluster has no VDI yet; otherwise the node is a spare that
+// gets no data (see Registration.Member and `dog node join`). It fails with ErrNodeExists if a live node holds n.ID, unless
 // opts.Replace.
 func (c *Client) Register(ctx context.Context, n Node, opts RegisterOptions) (*Registration, error) {
 	if err := validNodeID(n.ID); err != nil {
@@ -111,11 +121,14 @@ func (c *Client) Register(ctx context.Context, n Node, opts RegisterOptions) (*R
 		cancel()
 		return nil, err
 	}
-	// A node is placed on from its first registration on (see Epoch).
-	if _, err := c.Join(ctx, Member{ID: n.ID, Zone: n.Zone, Capacity: n.Capacity}); err != nil {
+	// A node is placed on from its first registration on (see Epoch),
+	// unless the cluster already holds data (see joinIfNoData).
+	member, err := c.joinIfNoData(ctx, Member{ID: n.ID, Zone: n.Zone, Capacity: n.Capacity})
+	if err != nil {
 		_ = r.Close()
 		return nil, fmt.Errorf("register node %s: %w", n.ID, err)
 	}
+	r.member = member
 	go r.run(bg, keepAlive)
 	return r, nil
 }
@@ -247,8 +260,9 @@ func (r *Registration) Close() error {
 }
 
 // Members lists every member of the placement epoch plus any live node not
-// (yet) a member, sorted by ID: live ones as registered, the others with
-// State NodeDown and only their placement fields set.
+// a member, sorted by ID: live members as registered, live non-members with
+// State NodeSpare, members not running with State NodeDown and only their
+// placement fields set.
 func (c *Client) Members(ctx context.Context) ([]Node, error) {
 	live, err := c.Nodes(ctx)
 	if err != nil {
@@ -259,8 +273,11 @@ func (c *Client) Members(ctx context.Context) ([]Node, error) {
 		return nil, err
 	}
 	seen := make(map[string]bool, len(live))
-	for _, n := range live {
+	for i, n := range live {
 		seen[n.ID] = true
+		if !e.Has(n.ID) {
+			live[i].State = NodeSpare
+		}
 	}
 	for _, m := range e.Members {
 		if !seen[m.ID] {

@@ -113,7 +113,7 @@ func clusterInfoCmd(g *globals) *cobra.Command {
 func nodeListCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List the storage nodes: live ones, and members of the placement epoch that are down",
+		Short: "List the storage nodes: up, spare (live, not a member: holds no data) or down (a member not running)",
 		Args:  cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
 			cl, err := g.connect()
@@ -143,4 +143,52 @@ func nodeListCmd(g *globals) *cobra.Command {
 			return t.flush()
 		}),
 	}
+}
+
+func nodeJoinCmd(g *globals) *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:   "join ID --force",
+		Short: "Make a spare node a placement member (moves objects onto it: needs recovery)",
+		Long: "A node that first registers in a cluster already holding VDIs stays a spare: placing objects on it\n" +
+			"would send reads to a node that does not have them (they would read as zeros) until the nodes\n" +
+			"recover, i.e. copy objects to their new places, which is not implemented yet. --force joins it anyway:\n" +
+			"only do that when every VDI's data may be lost or rewritten.",
+		Args: args(1, "a node ID"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if !force {
+				return usagef("joining node %s moves objects onto it without copying them (no recovery yet): add --force if the cluster's data may be lost", args[0])
+			}
+			cl, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx := cmd.Context()
+			nodes, err := cl.Nodes(ctx)
+			if err != nil {
+				return err
+			}
+			var node *cluster.Node
+			for i := range nodes {
+				if nodes[i].ID == args[0] {
+					node = &nodes[i]
+				}
+			}
+			if node == nil {
+				return fmt.Errorf("node %s is not running: start it first, then join it", args[0])
+			}
+			e, err := cl.Join(ctx, cluster.Member{ID: node.ID, Zone: node.Zone, Capacity: node.Capacity})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(g.io.Stdout, e)
+			}
+			_, err = fmt.Fprintf(g.io.Stdout, "node %s is a member: epoch %d, %d members\n", node.ID, e.Number, len(e.Members))
+			return err
+		}),
+	}
+	c.Flags().BoolVar(&force, "force", false, "join although objects move onto the node without being copied")
+	return c
 }

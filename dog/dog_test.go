@@ -108,7 +108,8 @@ func TestDogWorkflow(t *testing.T) {
 		t.Fatalf("vdi list --json = %+v", vdis)
 	}
 
-	// A node registered by a sheep shows up in node list.
+	// A node registered by a sheep shows up in node list. This cluster
+	// holds VDIs already, so a new node is a spare until joined by force.
 	cl, err := cluster.Connect(cluster.Options{Endpoints: []string{etcd}})
 	if err != nil {
 		t.Fatal(err)
@@ -119,9 +120,23 @@ func TestDogWorkflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	nl := dogRun(t, etcd, "node", "list").must(t, 0).stdout
-	if f := strings.Fields(strings.Split(nl, "\n")[1]); len(f) < 5 || f[0] != "sheep-0" || f[1] != "127.0.0.1:7000" || f[2] != "r1" || f[3] != "1T" || f[4] != "up" {
-		t.Fatalf("node list:\n%s", nl)
+	nodeRow := func() []string {
+		t.Helper()
+		nl := dogRun(t, etcd, "node", "list").must(t, 0).stdout
+		lines := strings.Split(strings.TrimSpace(nl), "\n")
+		if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID") {
+			t.Fatalf("node list:\n%s", nl)
+		}
+		return strings.Fields(lines[1])
+	}
+	if f := nodeRow(); len(f) < 5 || f[0] != "sheep-0" || f[1] != "127.0.0.1:7000" || f[2] != "r1" || f[3] != "1T" || f[4] != "spare" {
+		t.Fatalf("node list row: %v", f)
+	}
+	dogRun(t, etcd, "node", "join", "sheep-0").must(t, 2) // needs --force
+	dogRun(t, etcd, "node", "join", "nope", "--force").must(t, 1)
+	dogRun(t, etcd, "node", "join", "sheep-0", "--force").must(t, 0)
+	if f := nodeRow(); f[4] != "up" {
+		t.Fatalf("node list row after join: %v", f)
 	}
 	var nodes []cluster.Node
 	if err := json.Unmarshal([]byte(dogRun(t, etcd, "node", "list", "--json").must(t, 0).stdout), &nodes); err != nil || len(nodes) != 1 {
@@ -130,9 +145,8 @@ func TestDogWorkflow(t *testing.T) {
 	// Once it is gone it is listed as a down member: its objects are
 	// still placed on it.
 	reg.Close()
-	nl = dogRun(t, etcd, "node", "list").must(t, 0).stdout
-	if f := strings.Fields(strings.Split(nl, "\n")[1]); len(f) < 5 || f[0] != "sheep-0" || f[1] != "-" || f[4] != "down" {
-		t.Fatalf("node list after the node left:\n%s", nl)
+	if f := nodeRow(); f[0] != "sheep-0" || f[1] != "-" || f[4] != "down" {
+		t.Fatalf("node list row after the node left: %v", f)
 	}
 	if info := dogRun(t, etcd, "cluster", "info").must(t, 0).stdout; !strings.Contains(info, "0 up of 1 members") || !strings.Contains(info, "Epoch:          1") {
 		t.Fatalf("cluster info:\n%s", info)

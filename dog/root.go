@@ -170,7 +170,7 @@ func NewCommand(stdio IO) *cobra.Command {
 	root.AddCommand(
 		group("cluster", "Format the cluster, show its state, run a local one",
 			clusterFormatCmd(g), clusterInfoCmd(g), clusterStartLocalCmd(g)),
-		group("node", "Show the storage nodes", nodeListCmd(g)),
+		group("node", "Show the storage nodes, make a spare one a member", nodeListCmd(g), nodeJoinCmd(g)),
 		group("vdi", "Manage virtual disk images", vdiCommands(g)...),
 	)
 	return root

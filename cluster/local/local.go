@@ -170,6 +170,9 @@ func (c *Cluster) StartNode(i int) error {
 		if err == nil {
 			for _, nd := range nodes {
 				if nd.ID == s.id && nd.Addr == s.addr && nd.State == cluster.NodeUp {
+					if e, err := c.client.Epoch(context.Background()); err == nil && !e.Has(s.id) {
+						c.opts.Logger.Warn().Str("node", s.id).Msg("new node in a cluster that holds VDIs: it is a spare and gets no data (see dog node join)")
+					}
 					return nil
 				}
 			}
