@@ -37,7 +37,7 @@ else
 		printf '\n@@lab:begin %s\n' "$t"
 		timeout -s KILL "$LAB_TEST_TIMEOUT" sh "/lab/tests/$t" </dev/null
 		rc=$?
-		[ "$rc" = 137 ] && echo "lab: $t killed after ${LAB_TEST_TIMEOUT}s"
+		[ "$rc" = 137 ] && echo "lab: $t was killed (SIGKILL: the ${LAB_TEST_TIMEOUT}s limit or the OOM killer)"
 		printf '\n@@lab:end %s %d\n' "$t" "$rc"
 	done
 	printf '\n@@lab:done\n'

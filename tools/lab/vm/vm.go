@@ -58,7 +58,9 @@ func (o *Options) Args() []string {
 	args := []string{
 		"-accel", "tcg,thread=single", "-cpu", "max,-cx16",
 		"-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
-		"-nographic", "-no-reboot",
+		// No NIC: the guest uses loopback only, and QEMU then loads no
+		// network boot ROM.
+		"-nographic", "-no-reboot", "-nic", "none",
 		"-kernel", o.Kernel, "-initrd", o.Initrd, "-append", cmdline,
 	}
 	for _, d := range o.Disks {
