@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -110,14 +111,18 @@ func buildOverlay(file string, o imageOptions) error {
 	if err := st.Mkdir("/lab/gotest"); err != nil {
 		return err
 	}
-	for _, name := range []string{"ublkctl", "sheep", "dog", "memhog"} {
-		p := filepath.Join(o.binDir, name)
-		if _, err := os.Stat(p); err != nil {
-			o.log.Warn().Str("binary", p).Msg("not built; the guest runs without it (make build)")
-			continue
-		}
-		if err := st.AddFile(p, "/usr/local/bin/"+name); err != nil {
+	bins, err := projectBinaries(o.binDir)
+	if err != nil {
+		return err
+	}
+	for _, p := range bins {
+		if err := st.AddFile(p, "/usr/local/bin/"+filepath.Base(p)); err != nil {
 			return err
+		}
+	}
+	for _, name := range expectedBinaries {
+		if !slices.Contains(bins, filepath.Join(o.binDir, name)) {
+			o.log.Warn().Str("binary", filepath.Join(o.binDir, name)).Msg("not built; the guest runs without it (make build)")
 		}
 	}
 	testBins, err := buildGoTests(o)
@@ -130,6 +135,32 @@ func buildOverlay(file string, o imageOptions) error {
 		}
 	}
 	return st.WriteArchiveFile(file)
+}
+
+// expectedBinaries are the binaries the lab tests call; a missing one is
+// worth a warning (the scripts that need it skip or fail).
+var expectedBinaries = []string{"ublkctl", "sheep", "dog", "memhog"}
+
+// projectBinaries lists every executable file in binDir: make build puts
+// the project's static binaries there, helpers included, and all of them
+// go into the guest.
+func projectBinaries(binDir string) ([]string, error) {
+	entries, err := os.ReadDir(binDir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list project binaries: %w", err)
+	}
+	var bins []string
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+			continue
+		}
+		bins = append(bins, filepath.Join(binDir, e.Name()))
+	}
+	return bins, nil
 }
 
 // buildGoTests compiles each package's tests into a static binary

@@ -30,3 +30,23 @@ func TestSelectTests(t *testing.T) {
 		}
 	}
 }
+
+func TestProjectBinariesTakesEveryExecutable(t *testing.T) {
+	dir := t.TempDir()
+	for name, mode := range map[string]os.FileMode{"ublkctl": 0o755, "memhog": 0o755, "notes.txt": 0o644} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got, err := projectBinaries(dir)
+	want := []string{filepath.Join(dir, "memhog"), filepath.Join(dir, "ublkctl")}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("projectBinaries = %q, %v; want %q", got, err, want)
+	}
+	if got, err := projectBinaries(filepath.Join(dir, "missing")); err != nil || len(got) != 0 {
+		t.Fatalf("missing bin dir: %q, %v", got, err)
+	}
+}
