@@ -280,3 +280,32 @@ func (c *Client) ResizeVDI(ctx context.Context, opts ResizeVDIOptions) (VDI, err
 		}
 	}
 }
+
+// WatchVDI sends the VDI's record now and after every change until ctx is
+// done, then closes the channel; nil once it is deleted. A client serving
+// a VDI watches it so a deleted VDI stops taking writes (which would
+// recreate objects of a dead id). A slow reader only misses intermediate
+// records.
+func (c *Client) WatchVDI(ctx context.Context, name string) <-chan *VDI {
+	out := make(chan *VDI, 1)
+	go func() {
+		defer close(out)
+		c.watchLatest(ctx, c.vdiKey(name), false, func(ctx context.Context) (int64, error) {
+			resp, err := c.etcd.Get(ctx, c.vdiKey(name))
+			if err != nil {
+				return 0, c.etcdErr(err)
+			}
+			if len(resp.Kvs) == 0 {
+				sendLatest[*VDI](out, nil)
+				return resp.Header.Revision, nil
+			}
+			v, err := decodeVDI(resp.Kvs[0].Value)
+			if err != nil {
+				return 0, fmt.Errorf("vdi %s: %w", name, err)
+			}
+			sendLatest(out, &v)
+			return resp.Header.Revision, nil
+		})
+	}()
+	return out
+}

@@ -60,6 +60,7 @@ type Backend struct {
 	peers map[string]*peer // every node ever seen, by id
 
 	closed   atomic.Bool
+	gone     atomic.Bool     // the VDI was deleted (or replaced by another of its name)
 	inflight atomic.Int64    // requests submitted and not yet done
 	ctx      context.Context // ends at Close: watchers and verifiers stop
 	stop     context.CancelFunc
@@ -133,8 +134,9 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 		b.free <- b.newState()
 	}
 	b.ctx, b.stop = context.WithCancel(context.Background())
-	b.watchers.Add(1)
+	b.watchers.Add(2)
 	go b.watch(b.ctx)
+	go b.watchVDI(b.ctx)
 	select {
 	case <-b.ready:
 	case <-ctx.Done():
@@ -202,6 +204,19 @@ func (b *Backend) watch(ctx context.Context) {
 		if !announcedReady {
 			announcedReady = true
 			close(b.ready)
+		}
+	}
+}
+
+// watchVDI notices the VDI's deletion: from then on requests fail, so
+// writes do not recreate objects of a deleted VDI.
+func (b *Backend) watchVDI(ctx context.Context) {
+	defer b.watchers.Done()
+	for v := range b.opts.Cluster.WatchVDI(ctx, b.vdi.Name) {
+		if v == nil || v.ID != b.vdi.ID {
+			if !b.gone.Swap(true) {
+				b.log.Error().Msg("the vdi was deleted; its device fails every request from now on")
+			}
 		}
 	}
 }

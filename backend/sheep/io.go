@@ -120,6 +120,15 @@ func (b *Backend) submit(r *backend.Request, errOut *error) {
 		r.Done(ErrClosed)
 		return
 	}
+	if b.gone.Load() {
+		b.inflight.Add(-1)
+		err := fmt.Errorf("vdi %s (id %d) was deleted", b.vdi.Name, b.vdi.ID)
+		if errOut != nil {
+			*errOut = err
+		}
+		r.Done(err)
+		return
+	}
 	st := b.getState()
 	st.req, st.errOut = r, errOut
 	st.topo = b.topo.Load()

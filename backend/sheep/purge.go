@@ -18,6 +18,9 @@ type PurgeOptions struct {
 	VDI cluster.VDI
 	// CallTimeout bounds each call (default 5s).
 	CallTimeout time.Duration
+	// RPC configures the connection to each node (its CallTimeout is
+	// CallTimeout).
+	RPC rpc.ClientOptions
 }
 
 // PurgeResult says what Purge did.
@@ -61,7 +64,9 @@ func Purge(ctx context.Context, opts PurgeOptions) (PurgeResult, error) {
 }
 
 func purgeNode(ctx context.Context, n cluster.Node, opts PurgeOptions) (int, error) {
-	client := rpc.NewClient(n.Addr, rpc.ClientOptions{CallTimeout: opts.CallTimeout})
+	rpcOpts := opts.RPC
+	rpcOpts.CallTimeout = opts.CallTimeout
+	client := rpc.NewClient(n.Addr, rpcOpts)
 	defer client.Close()
 	ictx, cancel := context.WithTimeout(ctx, opts.CallTimeout)
 	err := identify(ictx, client, n.ID, opts.VDI.ObjectSize)

@@ -293,11 +293,16 @@ func TestPlacementFollowsRing(t *testing.T) {
 	}
 	checkReplicas(t, c, vdi, objects, 2)
 
-	// Deleting the VDI and purging it leaves no object behind.
-	b.Close()
+	// Deleting the VDI: the open client stops taking I/O, and a purge
+	// leaves no object behind.
 	if _, err := c.Client().DeleteVDI(context.Background(), "disk"); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, func() bool {
+		_, err := b.WriteAt(p, 0)
+		return err != nil && strings.Contains(err.Error(), "was deleted")
+	})
+	b.Close()
 	res, err := sheepbackend.Purge(context.Background(), sheepbackend.PurgeOptions{Cluster: c.Client(), VDI: vdi})
 	if err != nil || res.Removed != 2*len(objects) || len(res.Unreached) != 0 {
 		t.Fatalf("purge: %+v, %v; want %d removed", res, err, 2*len(objects))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/cluster/embedetcd"
+	"github.com/sheepblk/sheepblk/rpc"
 	"github.com/sheepblk/sheepblk/sheep"
 )
 
@@ -37,7 +38,10 @@ type Options struct {
 	RegisterTTL time.Duration
 	// NodeCapacity is each node's declared capacity (0: its free space).
 	NodeCapacity uint64
-	Logger       zerolog.Logger
+	// Secret, if set, is the cluster secret the nodes require of every
+	// client (rpc.ServerOptions.Secret).
+	Secret []byte
+	Logger zerolog.Logger
 }
 
 // Cluster is a running local cluster.
@@ -148,7 +152,7 @@ func (c *Cluster) StartNode(i int) error {
 	}
 	n, err := sheep.NewNode(sheep.Options{
 		Dir: s.dir, ID: s.id, Cluster: c.client, RegisterTTL: c.opts.RegisterTTL,
-		Capacity: c.opts.NodeCapacity, Logger: c.opts.Logger,
+		Capacity: c.opts.NodeCapacity, Logger: c.opts.Logger, RPC: rpc.ServerOptions{Secret: c.opts.Secret},
 	})
 	if err != nil {
 		return fmt.Errorf("start node %s: %w", s.id, err)
