@@ -2,6 +2,8 @@ package dog
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -9,14 +11,18 @@ import (
 	"github.com/sheepblk/sheepblk/cluster/local"
 	"github.com/sheepblk/sheepblk/internal/logging"
 	"github.com/sheepblk/sheepblk/reclaim"
+	"github.com/sheepblk/sheepblk/rpc"
 )
 
 // LocalCluster is what `dog cluster start-local --json` prints once the
 // cluster runs.
 type LocalCluster struct {
-	Etcd  string      `json:"etcd"`
-	Dir   string      `json:"dir"`
-	Nodes []LocalNode `json:"nodes"`
+	Etcd string `json:"etcd"`
+	Dir  string `json:"dir"`
+	// SecretFile holds the cluster secret the nodes require; clients pass
+	// it as --secret-file. Empty with --insecure.
+	SecretFile string      `json:"secret_file,omitempty"`
+	Nodes      []LocalNode `json:"nodes"`
 }
 
 // LocalNode is one node of a local cluster.
@@ -33,6 +39,8 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 		etcdPort, basePort int
 		logLevel           string
 		unprotected        bool
+		secretFile         string
+		insecure           bool
 	)
 	c := &cobra.Command{
 		Use:   "start-local",
@@ -62,15 +70,22 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return usagef("--log-level: %v", err)
 			}
+			if insecure && secretFile != "" {
+				return usagef("--insecure runs without a secret: drop --secret-file")
+			}
 			applyReclaim(g.io.Reclaim, unprotected, log)
+			secret, secretFile, err := localSecret(dir, secretFile, insecure, log)
+			if err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			lc, err := local.Start(ctx, local.Options{
-				Dir: dir, Nodes: nodes, Copies: copies, EtcdPort: etcdPort, BasePort: basePort, Logger: log,
+				Dir: dir, Nodes: nodes, Copies: copies, EtcdPort: etcdPort, BasePort: basePort, Logger: log, Secret: secret,
 			})
 			if err != nil {
 				return err
 			}
-			info := LocalCluster{Etcd: lc.EtcdURL(), Dir: dir}
+			info := LocalCluster{Etcd: lc.EtcdURL(), Dir: dir, SecretFile: secretFile}
 			for i := range lc.Nodes() {
 				info.Nodes = append(info.Nodes, LocalNode{ID: lc.Node(i).ID(), Addr: lc.NodeAddr(i), Dir: lc.NodeDir(i)})
 			}
@@ -86,6 +101,9 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "node %s: %s (data in %s)\n", n.ID, n.Addr, n.Dir)
 				}
 				fmt.Fprintf(w, "export %s=%s   # then: dog vdi create NAME SIZE\n", EnvEtcd, info.Etcd)
+				if info.SecretFile != "" {
+					fmt.Fprintf(w, "secret file: %s   # dog vdi write/read/delete and ublkctl add -t sheep: --secret-file %s\n", info.SecretFile, info.SecretFile)
+				}
 			}
 			log.Info().Str("etcd", info.Etcd).Int("nodes", nodes).Msg("local cluster running; Ctrl-C stops it")
 			<-ctx.Done()
@@ -103,9 +121,39 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 	f.IntVar(&etcdPort, "etcd-port", 2379, "etcd client port on 127.0.0.1 (peer port: the next one; 0: free ports)")
 	f.IntVar(&basePort, "base-port", 7000, "node i listens on 127.0.0.1:base-port+i (0: free ports)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&secretFile, "secret-file", "", "cluster secret file the nodes require of clients (default DIR/secret; created with a random secret if missing)")
+	f.BoolVar(&insecure, "insecure", false, "run the nodes without a cluster secret: anyone who reaches their ports may read and write")
 	f.BoolVar(&unprotected, "unprotected", false, "experiment: skip PR_SET_IO_FLUSHER and mlockall")
 	_ = f.MarkHidden("unprotected")
 	return c
+}
+
+// localSecret is the secret of a local cluster: the one in secretFile
+// (default DIR/secret), made first if the file does not exist, or none
+// with insecure. It returns the file's absolute path.
+func localSecret(dir, secretFile string, insecure bool, log zerolog.Logger) ([]byte, string, error) {
+	if insecure {
+		log.Warn().Msg("--insecure: the nodes accept any client that reaches their ports")
+		return nil, "", nil
+	}
+	if secretFile == "" {
+		secretFile = filepath.Join(dir, "secret")
+	}
+	abs, err := filepath.Abs(secretFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("--secret-file: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return nil, "", fmt.Errorf("--secret-file: %w", err)
+	}
+	secret, created, err := rpc.LoadOrCreateSecretFile(abs)
+	if err != nil {
+		return nil, "", fmt.Errorf("--secret-file: %w", err)
+	}
+	if created {
+		log.Info().Str("secret_file", abs).Msg("created the cluster secret")
+	}
+	return secret, abs, nil
 }
 
 // applyReclaim keeps the nodes out of memory reclaim (package reclaim):

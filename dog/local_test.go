@@ -33,16 +33,17 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startLocal runs `dog cluster start-local --json` in the background and
-// returns its etcd URL and a stop function that returns its exit status.
-func startLocal(t *testing.T, dir string) (string, func() int) {
+// startLocal runs `dog cluster start-local --json` (plus extra flags) in
+// the background and returns its etcd URL and a stop function that returns
+// its exit status.
+func startLocal(t *testing.T, dir string, extra ...string) (string, func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
 	exit := make(chan int, 1)
 	go func() {
-		exit <- dog.Execute(ctx, []string{"cluster", "start-local", "--json", "--dir", dir,
-			"--etcd-port", "0", "--base-port", "0", "--log-level", "warn"},
+		exit <- dog.Execute(ctx, append([]string{"cluster", "start-local", "--json", "--dir", dir,
+			"--etcd-port", "0", "--base-port", "0", "--log-level", "warn"}, extra...),
 			dog.IO{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }})
 	}()
 	deadline := time.Now().Add(30 * time.Second)
@@ -88,7 +89,7 @@ func dogIO(t *testing.T, etcd string, stdin io.Reader, args ...string) (int, []b
 
 func TestStartLocalAndVDIReadWrite(t *testing.T) {
 	dir := t.TempDir()
-	etcd, stop := startLocal(t, dir)
+	etcd, stop := startLocal(t, dir, "--insecure") // local_auth_test.go runs one with a secret
 
 	nl := dogRun(t, etcd, "node", "list", "--json").must(t, 0).stdout
 	if strings.Count(nl, `"id"`) != 3 {
@@ -145,7 +146,7 @@ func TestStartLocalAndVDIReadWrite(t *testing.T) {
 	}
 
 	// The same directory again: formatted already, data still there.
-	etcd, stop = startLocal(t, dir)
+	etcd, stop = startLocal(t, dir, "--insecure")
 	defer stop()
 	code, got, stderr = dogIO(t, etcd, nil, "vdi", "read", "img")
 	if code != 0 || sha256.Sum256(got) != sha256.Sum256(want) {

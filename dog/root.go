@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sheepblk/sheepblk/cluster"
+	"github.com/sheepblk/sheepblk/internal/rpcflags"
 	"github.com/sheepblk/sheepblk/reclaim"
 )
 
@@ -62,6 +63,9 @@ type globals struct {
 	json    bool
 	timeout time.Duration
 	io      IO
+	// security is --secret-file and the TLS flags of the commands that
+	// talk to the nodes.
+	security rpcflags.Security
 }
 
 // connect opens the cluster client the flags describe.

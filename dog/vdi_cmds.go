@@ -10,6 +10,7 @@ import (
 	"github.com/sheepblk/sheepblk/backend/sheep"
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/internal/units"
+	"github.com/sheepblk/sheepblk/rpc"
 )
 
 func vdiCommands(g *globals) []*cobra.Command {
@@ -95,6 +96,12 @@ func vdiDeleteCmd(g *globals) *cobra.Command {
 		Short: "Delete a VDI and remove its objects from the nodes",
 		Args:  args(1, "a NAME"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
+			// The secret first: a bad secret file must not leave a deleted
+			// VDI whose objects cannot be purged.
+			var rpcOpts rpc.ClientOptions
+			if err := g.security.ApplyClient(&rpcOpts); err != nil {
+				return err
+			}
 			cl, err := g.connect()
 			if err != nil {
 				return err
@@ -109,7 +116,7 @@ func vdiDeleteCmd(g *globals) *cobra.Command {
 			if !keepData {
 				// The VDI is gone from the table first, so nothing writes
 				// its objects while they are removed.
-				res, err := sheep.Purge(cmd.Context(), sheep.PurgeOptions{Cluster: cl, VDI: v, CallTimeout: g.timeout})
+				res, err := sheep.Purge(cmd.Context(), sheep.PurgeOptions{Cluster: cl, VDI: v, CallTimeout: g.timeout, RPC: rpcOpts})
 				out.Purge, purgeErr = &res, err
 			}
 			if g.json {
@@ -132,7 +139,7 @@ func vdiDeleteCmd(g *globals) *cobra.Command {
 		}),
 	}
 	c.Flags().BoolVar(&keepData, "keep-data", false, "only delete the VDI from the table; leave its objects on the nodes")
-	return c
+	return nodeFlags(g, c)
 }
 
 func vdiResizeCmd(g *globals) *cobra.Command {

@@ -12,7 +12,16 @@ import (
 
 	"github.com/sheepblk/sheepblk/backend/sheep"
 	"github.com/sheepblk/sheepblk/cluster"
+	"github.com/sheepblk/sheepblk/internal/rpcflags"
+	"github.com/sheepblk/sheepblk/rpc"
 )
+
+// nodeFlags adds --secret-file and the TLS flags to c, a command that
+// talks to the nodes, and returns it.
+func nodeFlags(g *globals, c *cobra.Command) *cobra.Command {
+	g.security.Register(c.Flags(), rpcflags.Client)
+	return c
+}
 
 // ioChunk is the unit of `vdi read`/`vdi write`: the client's default
 // largest request, so no request allocates.
@@ -39,11 +48,15 @@ func progress(g *globals, total int64, what string) io.Writer {
 
 // openVDI connects and opens the client for a VDI.
 func openVDI(cmd *cobra.Command, g *globals, name string) (*cluster.Client, *sheep.Backend, error) {
+	var rpcOpts rpc.ClientOptions
+	if err := g.security.ApplyClient(&rpcOpts); err != nil {
+		return nil, nil, err
+	}
 	cl, err := g.connect()
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := sheep.Open(cmd.Context(), sheep.Options{Cluster: cl, VDI: name, CallTimeout: g.timeout, MaxInFlight: ioDepth})
+	b, err := sheep.Open(cmd.Context(), sheep.Options{Cluster: cl, VDI: name, CallTimeout: g.timeout, MaxInFlight: ioDepth, RPC: rpcOpts})
 	if err != nil {
 		cl.Close()
 		return nil, nil, err
@@ -59,7 +72,7 @@ type chunk struct {
 }
 
 func vdiWriteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	return nodeFlags(g, &cobra.Command{
 		Use:   "write NAME < IMAGE",
 		Short: "Write an image from stdin to the start of a VDI (then flush)",
 		Args:  args(1, "a NAME (the image comes on stdin)"),
@@ -89,7 +102,7 @@ func vdiWriteCmd(g *globals) *cobra.Command {
 			_, err = fmt.Fprintf(g.io.Stderr, "wrote %d bytes to vdi %s\n", n, args[0])
 			return err
 		}),
-	}
+	})
 }
 
 // inputSize is the size of r if it is a regular file or knows its size.
@@ -167,7 +180,7 @@ func pipelineWrite(b *sheep.Backend, r io.Reader, bar io.Writer) (int64, error) 
 }
 
 func vdiReadCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	return nodeFlags(g, &cobra.Command{
 		Use:   "read NAME > IMAGE",
 		Short: "Write a VDI's whole content to stdout",
 		Args:  args(1, "a NAME (the image goes to stdout)"),
@@ -187,7 +200,7 @@ func vdiReadCmd(g *globals) *cobra.Command {
 			}
 			return nil
 		}),
-	}
+	})
 }
 
 // pipelineRead copies the whole VDI to w, in order, with ioDepth reads in
