@@ -188,14 +188,14 @@ sheep_up() {
 		>"$WORK/cluster.log" 2>&1 &
 	SHEEP_CLUSTER_PID=$!
 	_i=0
-	until "$DOG" --etcd "$SHEEP_ETCD" node list 2>/dev/null | grep -q .; do
+	until "$DOG" --etcd "$SHEEP_ETCD" node list --json 2>/dev/null | $JQ -e "length == $1" >/dev/null 2>&1; do
 		_i=$((_i + 1))
-		if [ $_i -ge 120 ] || ! kill -0 "$SHEEP_CLUSTER_PID" 2>/dev/null; then
-			REASON="dog cluster start-local did not come up: $(tail -n 1 "$WORK/cluster.log")"
+		if [ $_i -ge 300 ] || ! kill -0 "$SHEEP_CLUSTER_PID" 2>/dev/null; then
+			REASON="dog cluster start-local did not show $1 node(s) within 30 s: $(tail -n 1 "$WORK/cluster.log")"
 			sheep_down
 			return 1
 		fi
-		sleep 0.5
+		sleep 0.1
 	done
 	"$DOG" --etcd "$SHEEP_ETCD" vdi create bench "$BENCH_SIZE_MB"M >"$WORK/vdi.log" 2>&1 || {
 		REASON="dog vdi create: $(tail -n 1 "$WORK/vdi.log")"
@@ -273,28 +273,52 @@ dev_down() {
 	DEV=
 }
 
+# daemon_counters PID: a JSON object of what the daemon used so far: CPU
+# time in clock ticks (utime+stime; USER_HZ is 100 on x86), context
+# switches of all its threads, and the uptime in seconds. Two of them
+# around a fio run give the daemon's CPU share and switches per I/O.
+daemon_counters() {
+	[ -n "$1" ] && [ -r "/proc/$1/stat" ] || {
+		echo null
+		return
+	}
+	# The comm field (2) is "(ublkctl)", without spaces, so fields count.
+	_ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
+	_ctxt=$(cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}')
+	_up=$(awk '{print $1}' /proc/uptime)
+	echo "{\"ticks\":$_ticks,\"ctxt\":$_ctxt,\"uptime\":$_up}"
+}
+
 # run_job DEVICE JOB REP: one fio run of jobs/JOB.fio on $DEV; prints its
-# @@bench:fio record.
+# @@bench:fio record (with the daemon's CPU and context switches over the
+# run, for ublk devices).
 run_job() {
 	rm -f "$WORK/fio.json"
+	_pid=
+	[ -n "$UBLK_ID" ] && _pid=$(ublk_pid)
+	_before=$(daemon_counters "$_pid")
 	if ! BENCH_DEV=$DEV BENCH_SIZE=$SIZE $FIO --output-format=json --output="$WORK/fio.json" "jobs/$2.fio" >"$WORK/fio.err" 2>&1; then
 		error_record "$1" "$2" "$3" "fio exited non-zero: $(tail -n 2 "$WORK/fio.err" | tr '\n' ' ')"
 		return 1
 	fi
-	fio_record "$1" "$2" "$3" "$WORK/fio.json"
+	_after=$(daemon_counters "$_pid")
+	fio_record "$1" "$2" "$3" "$WORK/fio.json" "$_before" "$_after"
 }
 
-# fio_record DEVICE JOB REP FIO-JSON: the @@bench:fio line of one fio run
-# (IOPS, bandwidth, completion latency percentiles per direction).
+# fio_record DEVICE JOB REP FIO-JSON [BEFORE AFTER]: the @@bench:fio line
+# of one fio run (IOPS, bandwidth, completion latency percentiles per
+# direction; the daemon's counters before and after, if given).
 fio_record() {
-	_rec=$($JQ -c --arg d "$1" --arg j "$2" --argjson r "$3" '
+	_rec=$($JQ -c --arg d "$1" --arg j "$2" --argjson r "$3" --argjson b "${5:-null}" --argjson a "${6:-null}" '
 		def side: {iops, bw_bytes, io_bytes, total_ios,
 			clat_mean_ns: .clat_ns.mean,
 			p50_ns: .clat_ns.percentile["50.000000"],
 			p99_ns: .clat_ns.percentile["99.000000"],
 			p999_ns: .clat_ns.percentile["99.900000"]};
 		.jobs[0] | {device:$d, job:$j, rep:$r, read: (.read|side), write: (.write|side),
-			usr_cpu, sys_cpu, error, runtime_ms: .job_runtime}' "$4" 2>"$WORK/jq.err") || {
+			usr_cpu, sys_cpu, error, runtime_ms: .job_runtime,
+			daemon: (if $b != null and $a != null then {cpu_ticks: ($a.ticks - $b.ticks),
+				ctxt_switches: ($a.ctxt - $b.ctxt), seconds: ($a.uptime - $b.uptime)} else null end)}' "$4" 2>"$WORK/jq.err") || {
 		error_record "$1" "$2" "$3" "fio output not understood: $(head -c 200 "$WORK/jq.err")"
 		return 1
 	}

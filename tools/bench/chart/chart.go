@@ -123,6 +123,9 @@ func iopsPanel(j plan.Job, devices []string, s results.Summary) (*plot.Plot, err
 		bc.LineStyle.Width = 0
 		pl.Add(bc)
 	}
+	if err := addValueLabels(pl, devices, peer, ublk); err != nil {
+		return nil, fmt.Errorf("IOPS chart labels, %s: %w", j.Name, err)
+	}
 	if len(bars.XYs) > 0 {
 		eb, err := plotter.NewYErrorBars(bars)
 		if err != nil {
@@ -136,6 +139,36 @@ func iopsPanel(j plan.Job, devices []string, s results.Summary) (*plot.Plot, err
 	pl.X.Tick.Label.YAlign = draw.YCenter
 	pl.Y.Tick.Marker = countTicks{}
 	return pl, nil
+}
+
+// addValueLabels writes each bar's value above it: in one panel a RAM
+// disk's bar can be a hundred times a network device's, which then
+// shows as a sliver whose value only the label gives.
+func addValueLabels(pl *plot.Plot, devices []string, peer, ublk plotter.Values) error {
+	var xyl plotter.XYLabels
+	for i := range devices {
+		v := peer[i] + ublk[i] // one of them is zero
+		if v <= 0 {
+			continue
+		}
+		xyl.XYs = append(xyl.XYs, plotter.XY{X: float64(i), Y: v})
+		xyl.Labels = append(xyl.Labels, results.FormatCount(v))
+	}
+	if len(xyl.XYs) == 0 {
+		return nil
+	}
+	labels, err := plotter.NewLabels(xyl)
+	if err != nil {
+		return err
+	}
+	for i := range labels.TextStyle {
+		labels.TextStyle[i].Font.Size = vg.Points(7)
+		labels.TextStyle[i].XAlign = draw.XCenter
+		labels.TextStyle[i].YAlign = draw.YBottom
+	}
+	labels.Offset = vg.Point{Y: vg.Points(2)}
+	pl.Add(labels)
+	return nil
 }
 
 // countTicks labels an IOPS axis 0, 10k, 20k...

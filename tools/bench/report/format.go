@@ -2,24 +2,13 @@ package report
 
 import (
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/sheepblk/sheepblk/tools/bench/results"
 )
 
-// count formats an IOPS-like number: 950, 12.3k, 1.25M.
-func count(v float64) string {
-	switch a := math.Abs(v); {
-	case a >= 1e6:
-		return fmt.Sprintf("%.2fM", v/1e6)
-	case a >= 1e4:
-		return fmt.Sprintf("%.1fk", v/1e3)
-	case a >= 1e3:
-		return fmt.Sprintf("%.2fk", v/1e3)
-	}
-	return fmt.Sprintf("%.0f", v)
-}
+// count formats an IOPS-like number: 950, 1.23k, 57.7k, 1.25M.
+func count(v float64) string { return results.FormatCount(v) }
 
 // micros formats nanoseconds as µs with 3 significant digits.
 func micros(ns float64) string {

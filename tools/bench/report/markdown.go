@@ -29,6 +29,8 @@ func (r *Report) Markdown(charts []string) string {
 	if has(charts, LatencyChart) {
 		fmt.Fprintf(&b, "![latency percentiles](%s)\n\n", LatencyChart)
 	}
+	b.WriteString("## What the ublk daemon spent: CPU (1.00 = one vCPU busy) and context switches per I/O\n\n")
+	r.writeDaemon(&b)
 	b.WriteString("## The daemon's memory during a mixed run\n\n")
 	r.writeMemory(&b)
 	if has(charts, MemoryChart) && r.Summary.Memory != nil {
@@ -241,6 +243,39 @@ func (r *Report) writeLatency(b *strings.Builder) {
 	}
 	if len(rows) == 0 {
 		b.WriteString("No latency results.\n\n")
+		return
+	}
+	table(b, header, rows)
+}
+
+// writeDaemon shows, per ublk device and job, the daemon's CPU share and
+// context switches per I/O, read from /proc around each fio run: where a
+// ublk device is slow, these say whether it is busy (CPU) or sleeping
+// and waking per request (switches).
+func (r *Report) writeDaemon(b *strings.Builder) {
+	header := []string{"ublk device"}
+	for _, j := range r.plan.Jobs {
+		header = append(header, j.Title)
+	}
+	var rows [][]string
+	for _, d := range r.plan.Devices() {
+		row := []string{deviceTitle(d)}
+		any := false
+		for _, j := range r.plan.Jobs {
+			c, ok := r.cell(d, j.Name)
+			if !ok || c.DaemonCPU.N == 0 {
+				row = append(row, "—")
+				continue
+			}
+			any = true
+			row = append(row, fmt.Sprintf("%.2f CPU, %.2f sw/IO", c.DaemonCPU.Median, c.SwitchesPerIO.Median))
+		}
+		if any {
+			rows = append(rows, row)
+		}
+	}
+	if len(rows) == 0 {
+		b.WriteString("No daemon counters in this run.\n\n")
 		return
 	}
 	table(b, header, rows)

@@ -18,6 +18,13 @@ func run(dev, job string, rep int, iops float64) results.Run {
 		Read: results.Side{IOPS: iops, P50Ns: 50e3, P99Ns: 200e3, P999Ns: 900e3}}
 }
 
+// withDaemon adds daemon counters: 1.5 s of CPU and 1.2 switches per I/O
+// over 3 s.
+func withDaemon(r results.Run) results.Run {
+	r.Daemon = &results.DaemonUse{CPUTicks: 150, CtxtSwitches: int64(r.IOPS() * 3 * 1.2), Seconds: 3}
+	return r
+}
+
 func sampleReport() *Report {
 	p := plan.Default()
 	p.Pairs = []plan.Pair{plan.Pairs[0], plan.Pairs[4]} // null, net
@@ -25,7 +32,7 @@ func sampleReport() *Report {
 		Info: map[string]string{"kernel": "6.12.107", "cpus": "2", "mem_kb": "2020540", "fio": "fio-3.33"},
 		Runs: []results.Run{
 			run("null_blk", "randread-4k-qd32x2", 1, 57700), run("null_blk", "randread-4k-qd32x2", 2, 56300),
-			run("ublk-null", "randread-4k-qd32x2", 1, 12000), run("ublk-null", "randread-4k-qd32x2", 2, 11000),
+			withDaemon(run("ublk-null", "randread-4k-qd32x2", 1, 12000)), withDaemon(run("ublk-null", "randread-4k-qd32x2", 2, 11000)),
 			run("nbd", "randread-4k-qd32x2", 1, 3900),
 		},
 		Skips:    []results.Skip{{Device: "ublk-sheep1", Reason: "ublkctl add has no sheep target yet"}},
@@ -57,6 +64,7 @@ func TestMarkdown(t *testing.T) {
 		`failed: fio exited non-zero \| boom`,
 		"grew 0.1 MiB between the two halves of a 60 s mixed run (allowed: 4.0 MiB): met",
 		"![daemon RSS over the run](memory.png)",
+		"| ublk null | — | 0.50 CPU, 1.20 sw/IO | — |",
 		"| ublk | Dispatch | 812 | 0 | 0 | 1.2 Mreq/s |",
 		"## Notes\n\nThe dispatch profile showed X.",
 	} {

@@ -39,6 +39,34 @@ type Run struct {
 	SysCPU    float64 `json:"sys_cpu"`
 	Error     int     `json:"error"`
 	RuntimeMs int64   `json:"runtime_ms"`
+	// Daemon is what the ublk daemon used over the run (nil for kernel
+	// drivers): the guest reads /proc before and after fio.
+	Daemon *DaemonUse `json:"daemon,omitempty"`
+}
+
+// DaemonUse is a ublk daemon's CPU time (clock ticks of 10 ms) and
+// context switches (all threads) over Seconds of wall clock.
+type DaemonUse struct {
+	CPUTicks     int64   `json:"cpu_ticks"`
+	CtxtSwitches int64   `json:"ctxt_switches"`
+	Seconds      float64 `json:"seconds"`
+}
+
+// CPUShare is the daemon's CPU time over the wall clock (1 = one CPU busy).
+func (d DaemonUse) CPUShare() float64 {
+	if d.Seconds <= 0 {
+		return 0
+	}
+	return float64(d.CPUTicks) / 100 / d.Seconds
+}
+
+// SwitchesPerIO divides the daemon's context-switch rate by the run's
+// IOPS: how often a request makes it sleep and wake.
+func (d DaemonUse) SwitchesPerIO(iops float64) float64 {
+	if d.Seconds <= 0 || iops <= 0 {
+		return 0
+	}
+	return float64(d.CtxtSwitches) / d.Seconds / iops
 }
 
 // IOPS is read plus write IOPS.

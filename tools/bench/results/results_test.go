@@ -225,3 +225,32 @@ func FuzzConsoleLine(f *testing.F) {
 		_ = Summarize(plan.Default(), c)
 	})
 }
+
+func TestDaemonUse(t *testing.T) {
+	line := `@@bench:fio {"device":"ublk-mem","job":"randread-4k-qd1","rep":1,"read":{"iops":500},"write":{"iops":0},"daemon":{"cpu_ticks":350,"ctxt_switches":10000,"seconds":7}}`
+	c, err := Parse(strings.NewReader(line + "\n" + strings.Replace(line, `"rep":1`, `"rep":2`, 1)))
+	if err != nil || len(c.Runs) != 2 || c.Runs[0].Daemon == nil {
+		t.Fatalf("parse: %v %+v", err, c.Runs)
+	}
+	d := *c.Runs[0].Daemon
+	if got := d.CPUShare(); math.Abs(got-0.5) > 1e-9 {
+		t.Errorf("CPU share = %v, want 0.5 (3.5 s of CPU in 7 s)", got)
+	}
+	if got := d.SwitchesPerIO(500); math.Abs(got-10000.0/7/500) > 1e-9 {
+		t.Errorf("switches per I/O = %v", got)
+	}
+	if (DaemonUse{}).CPUShare() != 0 || d.SwitchesPerIO(0) != 0 {
+		t.Error("zero time or zero IOPS must not divide by zero")
+	}
+	p := plan.Default()
+	s := Summarize(p, c)
+	var cell Cell
+	for _, x := range s.Cells {
+		if x.Device == "ublk-mem" {
+			cell = x
+		}
+	}
+	if cell.DaemonCPU.N != 2 || math.Abs(cell.DaemonCPU.Median-0.5) > 1e-9 {
+		t.Errorf("cell daemon CPU = %+v", cell.DaemonCPU)
+	}
+}

@@ -52,6 +52,10 @@ type Cell struct {
 	P50Ns       Stat   `json:"p50_ns"`
 	P99Ns       Stat   `json:"p99_ns"`
 	P999Ns      Stat   `json:"p999_ns"`
+	// For ublk devices: the daemon's CPU share (1 = one CPU) and context
+	// switches per I/O (N=0 for kernel drivers).
+	DaemonCPU     Stat `json:"daemon_cpu"`
+	SwitchesPerIO Stat `json:"switches_per_io"`
 }
 
 // Comparison is a ublk device's metric over its peer's, same boot.
@@ -155,8 +159,12 @@ func Summarize(p plan.Plan, c *Console) Summary {
 }
 
 func newCell(device string, j plan.Job, runs []Run) Cell {
-	var iops, rd, wr, bw, p50, p99, p999 []float64
+	var iops, rd, wr, bw, p50, p99, p999, cpu, sw []float64
 	for _, r := range runs {
+		if r.Daemon != nil && r.Daemon.Seconds > 0 {
+			cpu = append(cpu, r.Daemon.CPUShare())
+			sw = append(sw, r.Daemon.SwitchesPerIO(r.IOPS()))
+		}
 		iops = append(iops, r.IOPS())
 		rd = append(rd, r.Read.IOPS)
 		wr = append(wr, r.Write.IOPS)
@@ -169,6 +177,7 @@ func newCell(device string, j plan.Job, runs []Run) Cell {
 	return Cell{
 		Device: device, Job: j.Name, IOPS: NewStat(iops), ReadIOPS: NewStat(rd), WriteIOPS: NewStat(wr),
 		BWBytes: NewStat(bw), LatencySide: j.LatencySide(), P50Ns: NewStat(p50), P99Ns: NewStat(p99), P999Ns: NewStat(p999),
+		DaemonCPU: NewStat(cpu), SwitchesPerIO: NewStat(sw),
 	}
 }
 
