@@ -566,12 +566,13 @@ func TestClosedAndBadRequests(t *testing.T) {
 // Open up; I/O avoids it (reads) or fails fast naming it (writes).
 func TestOpenWithUnreachableNode(t *testing.T) {
 	c := startCluster(t, 3, 2)
-	createVDI(t, c, "disk", 64<<20)
-	reg, err := c.Client().Register(context.Background(), cluster.Node{ID: "node-x", Addr: clustertest.ClosedAddr(t)}, cluster.RegisterOptions{})
+	// Registered before any VDI exists, so it is a member, not a spare.
+	reg, err := c.Client().Register(context.Background(), cluster.Node{ID: "node-x", Addr: clustertest.ClosedAddr(t), Capacity: 1 << 40}, cluster.RegisterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reg.Close()
+	createVDI(t, c, "disk", 64<<20)
 	start := time.Now()
 	b := open(t, c, "disk")
 	if took := time.Since(start); took > 3*time.Second {
