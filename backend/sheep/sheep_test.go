@@ -598,3 +598,31 @@ func TestOpenWithUnreachableNode(t *testing.T) {
 		t.Fatalf("%d of 16 objects have node-x as a replica: placement ignores it or uses only it", failedWrites)
 	}
 }
+
+// TestSpareGetsNoData: a node first seen after the cluster holds a VDI is a
+// spare: no object is placed on it, so even an unreachable spare does not
+// disturb I/O, and no read is sent where the data is not.
+func TestSpareGetsNoData(t *testing.T) {
+	c := startCluster(t, 3, 3)
+	createVDI(t, c, "disk", 64<<20)
+	b := open(t, c, "disk")
+	reg, err := c.Client().Register(context.Background(), cluster.Node{ID: "node-new", Addr: clustertest.ClosedAddr(t), Capacity: 1 << 40}, cluster.RegisterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	if reg.Member() {
+		t.Fatal("a node joining a cluster with data became a member")
+	}
+	waitFor(t, func() bool { return b.Node("node-new").Up })
+	p := bytes.Repeat([]byte{7}, 4096)
+	for off := int64(0); off < 64<<20; off += 4 << 20 {
+		if _, err := b.WriteAt(p, off); err != nil {
+			t.Fatalf("write at %d with a spare listed: %v", off, err)
+		}
+		q := make([]byte, 4096)
+		if _, err := b.ReadAt(q, off); err != nil || !bytes.Equal(p, q) {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+	}
+}
