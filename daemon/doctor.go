@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/sheepblk/sheepblk/reclaim"
 	"github.com/sheepblk/sheepblk/ublk"
 	"github.com/sheepblk/sheepblk/ublk/uapi"
@@ -44,14 +42,7 @@ func Doctor() []Check {
 	} else {
 		add("PR_SET_IO_FLUSHER", LevelOK, "can be set on every thread")
 	}
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err == nil {
-		if lim.Cur == unix.RLIM_INFINITY || os.Geteuid() == 0 {
-			add("RLIMIT_MEMLOCK", LevelOK, "I/O buffers and the daemon can be locked in memory")
-		} else {
-			add("RLIMIT_MEMLOCK", LevelWarn, "limited to %d bytes: raise it (ulimit -l unlimited) or run as root", lim.Cur)
-		}
-	}
+	out = append(out, hostChecks()...)
 	quota, path := cpuQuota()
 	switch {
 	case path == "":
