@@ -166,10 +166,10 @@ func NewCommand(stdio IO) *cobra.Command {
 		defEtcd = cluster.DefaultEndpoint
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.etcd, "etcd", defEtcd, "etcd endpoints, comma-separated (default from $"+EnvEtcd+")")
+	pf.StringVar(&g.etcd, "etcd", defEtcd, "etcd endpoints, comma-separated; $"+EnvEtcd+" sets the default")
 	pf.StringVar(&g.prefix, "prefix", cluster.DefaultPrefix, "etcd key prefix of the cluster")
 	pf.BoolVar(&g.json, "json", false, "print JSON for scripts instead of tables")
-	pf.DurationVar(&g.timeout, "timeout", 5*time.Second, "how long to wait for etcd on each request")
+	pf.DurationVar(&g.timeout, "timeout", 5*time.Second, "how long to wait for etcd or a node on each request")
 
 	root.AddCommand(
 		group("cluster", "Format the cluster, show its state, run a local one",
