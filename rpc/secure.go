@@ -94,6 +94,9 @@ func (c *Client) dialHandshake(ctx context.Context, conn net.Conn) (net.Conn, er
 	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return nil, fmt.Errorf("set handshake deadline: %w", err)
 	}
+	// Client.Close cancels ctx: end the handshake then, not at its deadline.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
 	if c.tlsConfig != nil {
 		tc := tls.Client(conn, c.tlsConfig)
 		if err := tc.HandshakeContext(ctx); err != nil {
