@@ -42,7 +42,9 @@ func run(ctx context.Context, o *options, p plan.Plan) error {
 		}
 	} else {
 		var labErr error
+		loadBefore := loadAverage()
 		con, labErr = boot(ctx, o, p)
+		meta.HostLoad = loadBefore + " → " + loadAverage()
 		if ctx.Err() != nil {
 			return fmt.Errorf("interrupted: %w", ctx.Err())
 		}
@@ -242,6 +244,15 @@ func smokeVerdict(rep *report.Report) error {
 		return fmt.Errorf("smoke run incomplete: %s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// loadAverage is the host's 1-minute load average ("?" if unknown).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // gitCommit is the short commit of the working tree ("" outside git),

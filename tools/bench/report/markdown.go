@@ -71,6 +71,9 @@ func (r *Report) writeSetup(b *strings.Builder) {
 	if r.Meta.Wall != "" {
 		fmt.Fprintf(b, ", %s wall clock", r.Meta.Wall)
 	}
+	if r.Meta.HostLoad != "" {
+		fmt.Fprintf(b, ", host load average %s (the host's 2 cores are shared; TCG runs the guest on one host thread)", r.Meta.HostLoad)
+	}
 	b.WriteString(".\n\n")
 	if r.Meta.LabError != "" {
 		fmt.Fprintf(b, "**The lab run did not finish cleanly:** %s. The numbers below are what it printed before that.\n\n", oneLine(r.Meta.LabError))

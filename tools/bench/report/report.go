@@ -26,6 +26,10 @@ type Meta struct {
 	UblkDepth  int               `json:"ublk_depth"`
 	Guest      map[string]string `json:"guest"` // what the guest said about itself
 	Wall       string            `json:"wall_clock,omitempty"`
+	// HostLoad is the host's 1-minute load average when the boot started
+	// and when it ended: TCG runs on one host thread, so a busy host
+	// slows the guest, and not every device the same way.
+	HostLoad string `json:"host_load,omitempty"`
 	// LabError is why the lab run did not finish cleanly ("" if it did).
 	LabError string `json:"lab_error,omitempty"`
 }
