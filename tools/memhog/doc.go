@@ -1,5 +1,6 @@
 // Command memhog puts a machine under memory pressure for a bounded time:
-// it maps and touches anonymous memory in steps until MemAvailable falls to
+// it maps and touches anonymous memory in steps until MemAvailable, less
+// the dirty and writeback pages it counts but cannot free at once, falls to
 // a target share of MemTotal (5% by default), holds it there, re-touching
 // its pages so they stay hot, and gives a step back whenever the machine
 // falls far below the target, so that it pushes the kernel deep into

@@ -14,7 +14,7 @@ import (
 // Options steer a Hog. Zero values take the defaults noted.
 type Options struct {
 	// AvailPercent is the share of MemTotal the hog leaves available
-	// (MemAvailable); default 5.
+	// (MemAvailable less dirty and writeback pages: MemInfo.Free); default 5.
 	AvailPercent float64
 	// Step is how much memory one step maps (default 16 MiB).
 	Step int64
@@ -39,10 +39,10 @@ type Options struct {
 // Stats summarise a run.
 type Stats struct {
 	PeakHeld     int64         // most memory held at once, bytes
-	MinAvailable int64         // lowest MemAvailable seen, bytes
+	MinAvailable int64         // lowest MemInfo.Free seen, bytes
 	Total        int64         // MemTotal, bytes
 	Target       int64         // the MemAvailable aimed at, bytes
-	TimeAtTarget time.Duration // time spent with MemAvailable at or below target+step
+	TimeAtTarget time.Duration // time spent with MemInfo.Free at or below target+step
 	Steps        int           // chunks mapped
 	Releases     int           // chunks given back because the machine fell far below target
 	Retouches    int           // passes over every held page
@@ -131,20 +131,21 @@ func (h *Hog) Run(ctx context.Context) (Stats, error) {
 		}
 		target := int64(float64(mi.Total) * h.opts.AvailPercent / 100)
 		st.Total, st.Target = mi.Total, target
-		if st.MinAvailable == 0 || mi.Available < st.MinAvailable {
-			st.MinAvailable = mi.Available
+		free := mi.Free()
+		if first || free < st.MinAvailable {
+			st.MinAvailable = free
 		}
-		if !first && mi.Available <= target+h.opts.Step {
+		if !first && free <= target+h.opts.Step {
 			st.TimeAtTarget += now.Sub(lastStep)
 		}
 		lastStep = now
 		switch {
-		case mi.Available < target/2 && len(h.chunks) > 0:
+		case free < target/2 && len(h.chunks) > 0:
 			// Far below the target: the OOM killer is near. Give a step back.
 			h.releaseLast()
 			st.Releases++
-		case mi.Available > target && (h.opts.Max == 0 || h.held < h.opts.Max):
-			size := min(h.opts.Step, mi.Available-target)
+		case free > target && (h.opts.Max == 0 || h.held < h.opts.Max):
+			size := min(h.opts.Step, free-target)
 			if h.opts.Max > 0 {
 				size = min(size, h.opts.Max-h.held)
 			}
@@ -164,7 +165,7 @@ func (h *Hog) Run(ctx context.Context) (Stats, error) {
 		}
 		if now.Sub(lastLog) >= 2*time.Second {
 			h.opts.Log.Info().Int64("held_mib", h.held>>20).Int64("available_mib", mi.Available>>20).
-				Int64("target_mib", target>>20).Msg("holding")
+				Int64("dirty_mib", (mi.Dirty+mi.Writeback)>>20).Int64("target_mib", target>>20).Msg("holding")
 			lastLog = now
 		}
 	}

@@ -44,10 +44,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := &cobra.Command{
 		Use:   "memhog --duration D [flags]",
 		Short: "Hold memory until MemAvailable is down to a few percent, for a bounded time",
-		Long: "memhog maps and touches anonymous memory in steps until MemAvailable is --avail-percent of\n" +
-			"MemTotal, holds it (re-touching every page), gives a step back when the machine falls far\n" +
-			"below that, and frees everything after --duration. It makes itself the OOM killer's first\n" +
-			"victim (oom_score_adj 1000). On exit it prints one summary line on stdout.",
+		Long: "memhog maps and touches anonymous memory in steps until MemAvailable, less dirty and\n" +
+			"writeback pages, is --avail-percent of MemTotal, holds it (re-touching every page), gives a\n" +
+			"step back when the machine falls far below that, and frees everything after --duration.\n" +
+			"It makes itself the OOM killer's first victim (oom_score_adj 1000). On exit it prints one\n" +
+			"summary line on stdout.",
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -79,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "memhog: %s: peak held %d MiB of MemTotal %d MiB, MemAvailable min %d MiB (%.1f%%, target %d MiB), "+
+			fmt.Fprintf(stdout, "memhog: %s: peak held %d MiB of MemTotal %d MiB, available (less dirty) min %d MiB (%.1f%%, target %d MiB), "+
 				"%s near the target, %d steps, %d released, %d re-touch passes\n",
 				time.Since(start).Round(100*time.Millisecond), st.PeakHeld>>20, st.Total>>20, st.MinAvailable>>20,
 				100*float64(st.MinAvailable)/float64(max(st.Total, 1)), st.Target>>20,
@@ -92,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd.SetErr(stderr)
 	f := cmd.Flags()
 	f.DurationVar(&opts.Duration, "duration", 0, "how long to hold the memory (required)")
-	f.Float64Var(&opts.AvailPercent, "avail-percent", 5, "share of MemTotal to leave available (MemAvailable)")
+	f.Float64Var(&opts.AvailPercent, "avail-percent", 5, "share of MemTotal to leave available (MemAvailable less Dirty and Writeback)")
 	f.Int64Var(&stepMiB, "step-mib", 16, "memory mapped per step, MiB")
 	f.Int64Var(&maxMiB, "max-mib", 0, "most memory to hold, MiB (0: only the target limits it)")
 	f.DurationVar(&opts.Interval, "interval", 100*time.Millisecond, "pause between steps")

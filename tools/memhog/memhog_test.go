@@ -10,12 +10,19 @@ import (
 )
 
 func TestParseMemInfo(t *testing.T) {
-	mi, err := parseMemInfo(strings.NewReader("MemTotal:        2013748 kB\nMemFree:          100 kB\nMemAvailable:     512000 kB\nBuffers: 1 kB\n"))
+	mi, err := parseMemInfo(strings.NewReader("MemTotal:        2013748 kB\nMemFree:          100 kB\nMemAvailable:     512000 kB\n" +
+		"Buffers: 1 kB\nDirty:    1000 kB\nWriteback:  24 kB\nWritebackTmp: 7 kB\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mi.Total != 2013748<<10 || mi.Available != 512000<<10 {
+	if mi.Total != 2013748<<10 || mi.Available != 512000<<10 || mi.Dirty != 1000<<10 || mi.Writeback != 24<<10 {
 		t.Fatalf("got %+v", mi)
+	}
+	if mi.Free() != (512000-1024)<<10 {
+		t.Fatalf("Free() = %d, want MemAvailable less Dirty and Writeback", mi.Free())
+	}
+	if f := (MemInfo{Available: 10, Dirty: 20}).Free(); f != 0 {
+		t.Fatalf("Free() with more dirty than available = %d, want 0", f)
 	}
 	for _, bad := range []string{
 		"MemTotal: 100 kB\n",                                   // no MemAvailable
@@ -36,6 +43,7 @@ func TestParseMemInfo(t *testing.T) {
 type fakeMachine struct {
 	mu          sync.Mutex
 	total, used int64
+	dirty       int64 // counted in MemAvailable, but not free
 	other       int64
 	mapped      [][]byte
 	held        int64
@@ -44,7 +52,7 @@ type fakeMachine struct {
 func (m *fakeMachine) memInfo() (MemInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return MemInfo{Total: m.total, Available: m.total - m.used - m.other - m.held}, nil
+	return MemInfo{Total: m.total, Available: m.total - m.used - m.other - m.held, Dirty: m.dirty}, nil
 }
 
 func (m *fakeMachine) mapMem(size int64) ([]byte, error) {
@@ -137,6 +145,19 @@ func TestHogGivesBackWhenTheMachineRunsShort(t *testing.T) {
 	}
 	if m.held != 0 {
 		t.Errorf("%d bytes still mapped after cancel", m.held)
+	}
+}
+
+// Dirty pages count in MemAvailable but are not the hog's to take.
+func TestHogLeavesDirtyPagesAlone(t *testing.T) {
+	m := &fakeMachine{total: 200 << 20, used: 50 << 20, dirty: 40 << 20}
+	h, err := New(m.options(500 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := h.Run(context.Background())
+	if want := int64(150<<20) - 10<<20 - 40<<20; st.PeakHeld != want {
+		t.Fatalf("peak held %d, want %d (available less dirty, less the target)", st.PeakHeld, want)
 	}
 }
 

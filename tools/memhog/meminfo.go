@@ -13,6 +13,16 @@ import (
 type MemInfo struct {
 	Total     int64
 	Available int64
+	Dirty     int64 // file pages waiting to be written back
+	Writeback int64 // file pages being written back
+}
+
+// Free is what the hog may still take: MemAvailable counts dirty and
+// under-writeback file pages as available, but they can only be freed
+// once written back through the very device under test. Taking them too
+// would drive the machine into the OOM killer instead of into reclaim.
+func (m MemInfo) Free() int64 {
+	return max(m.Available-m.Dirty-m.Writeback, 0)
 }
 
 // readMemInfo reads /proc/meminfo.
@@ -26,14 +36,24 @@ func readMemInfo() (MemInfo, error) {
 }
 
 // parseMemInfo reads "Name:   value kB" lines; MemTotal and MemAvailable
-// (Linux 3.14+) must both be there.
+// (Linux 3.14+) must both be there, Dirty and Writeback count as 0 if not.
 func parseMemInfo(r io.Reader) (MemInfo, error) {
 	var mi MemInfo
 	var haveTotal, haveAvail bool
 	s := bufio.NewScanner(r)
 	for s.Scan() {
-		name, rest, ok := strings.Cut(s.Text(), ":")
-		if !ok || (name != "MemTotal" && name != "MemAvailable") {
+		name, rest, _ := strings.Cut(s.Text(), ":")
+		var field *int64
+		switch name {
+		case "MemTotal":
+			field, haveTotal = &mi.Total, true
+		case "MemAvailable":
+			field, haveAvail = &mi.Available, true
+		case "Dirty":
+			field = &mi.Dirty
+		case "Writeback":
+			field = &mi.Writeback
+		default:
 			continue
 		}
 		f := strings.Fields(rest)
@@ -44,11 +64,7 @@ func parseMemInfo(r io.Reader) (MemInfo, error) {
 		if err != nil || kib < 0 || kib > 1<<40 {
 			return MemInfo{}, fmt.Errorf("parse meminfo: bad %s value %q", name, f[0])
 		}
-		if name == "MemTotal" {
-			mi.Total, haveTotal = kib<<10, true
-		} else {
-			mi.Available, haveAvail = kib<<10, true
-		}
+		*field = kib << 10
 	}
 	if err := s.Err(); err != nil {
 		return MemInfo{}, fmt.Errorf("parse meminfo: %w", err)
