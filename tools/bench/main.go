@@ -46,6 +46,9 @@ func newRootCommand() *cobra.Command {
 			if o.smoke && o.long {
 				return usageError{fmt.Errorf("--smoke and --long exclude each other: pick one")}
 			}
+			if o.rerender != "" {
+				return rerender(o)
+			}
 			p, err := o.plan(cmd.Flags().Changed)
 			if err != nil {
 				return usageError{err}

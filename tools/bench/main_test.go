@@ -142,3 +142,42 @@ func TestProgressLine(t *testing.T) {
 		}
 	}
 }
+
+// TestRerender renders a saved results.json again with notes found next
+// to it, without running anything.
+func TestRerender(t *testing.T) {
+	dir := t.TempDir()
+	var log strings.Builder
+	for _, d := range []string{"null_blk", "ublk-null"} {
+		fmt.Fprintf(&log, `@@bench:fio {"device":%q,"job":"randread-4k-qd32x2","rep":1,"read":{"iops":%d}}`+"\n", d, map[string]int{"null_blk": 40000, "ublk-null": 4000}[d])
+	}
+	logFile := filepath.Join(dir, "lab.log")
+	os.WriteFile(logFile, []byte(log.String()), 0o644)
+	o := defaultOptions()
+	o.fromLog, o.readme, o.resultsDir, o.date, o.hostBench = logFile, "", dir, "d", false
+	o.pairs = []string{"null"}
+	p, err := o.plan(flagsSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), o, p); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "d")
+	os.WriteFile(filepath.Join(out, "notes.md"), []byte("Profiled: the queue thread sleeps per request."), 0o644)
+	o2 := defaultOptions()
+	o2.rerender, o2.readme = out, ""
+	if err := rerender(o2); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	for _, want := range []string{"## Notes\n\nProfiled: the queue thread sleeps per request.", "| 0.10× | ≥ 0.25× | **missed** |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("re-rendered report lacks %q:\n%s", want, md)
+		}
+	}
+	o2.rerender = filepath.Join(dir, "nowhere")
+	if err := rerender(o2); err == nil {
+		t.Error("rerender of a missing directory succeeded")
+	}
+}

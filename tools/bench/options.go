@@ -31,6 +31,7 @@ type options struct {
 	hostBench     bool
 	hostBenchTime string
 	fromLog       string
+	rerender      string
 	timeout       time.Duration
 	verbose       bool
 	labExtraFlags []string
@@ -71,6 +72,7 @@ func (o *options) register(cmd *cobra.Command) {
 	f.BoolVar(&o.hostBench, "host-bench", o.hostBench, "also run go test -bench ./ublk ./placement ./rpc on the host")
 	f.StringVar(&o.hostBenchTime, "host-benchtime", o.hostBenchTime, "go test -benchtime for the host benchmarks")
 	f.StringVar(&o.fromLog, "from-log", "", "do not boot: build the report from this saved lab output or console log")
+	f.StringVar(&o.rerender, "rerender", "", "do not run anything: render DIR/results.json again (report, charts, README), with DIR/notes.md or --notes")
 	f.DurationVar(&o.timeout, "timeout", 0, "wall-clock limit of the lab boot (default: estimated from the plan, ×2)")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print the whole guest console, not only the benchmark's progress")
 	f.StringSliceVar(&o.labExtraFlags, "lab-flag", nil, "extra flag for lab run (repeatable), e.g. --lab-flag=--mem=3072")

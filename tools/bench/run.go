@@ -78,6 +78,33 @@ func run(ctx context.Context, o *options, p plan.Plan) error {
 	return nil
 }
 
+// rerender renders a saved run again: after notes were written, or by a
+// newer renderer. Nothing runs.
+func rerender(o *options) error {
+	rep, err := report.Load(filepath.Join(o.rerender, report.JSONFile))
+	if err != nil {
+		return usageError{fmt.Errorf("--rerender: %w", err)}
+	}
+	notes := o.notes
+	if notes == "" {
+		if _, err := os.Stat(filepath.Join(o.rerender, "notes.md")); err == nil {
+			notes = filepath.Join(o.rerender, "notes.md")
+		}
+	}
+	if notes != "" {
+		b, err := os.ReadFile(notes)
+		if err != nil {
+			return usageError{fmt.Errorf("--notes: %w", err)}
+		}
+		rep.Notes, rep.ReadmeNotes = string(b), string(b)
+	}
+	if err := writeReport(rep, o.rerender, o.readme); err != nil {
+		return err
+	}
+	printVerdicts(rep, o.rerender)
+	return nil
+}
+
 func labOutput(o *options) string { return filepath.Join(o.workDir, "lab-output.log") }
 
 func parseFile(file string) (*results.Console, error) {

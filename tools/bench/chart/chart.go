@@ -215,41 +215,62 @@ func Latency(file string, p plan.Plan, s results.Summary) error {
 	if len(jobs) == 0 {
 		return fmt.Errorf("latency chart: the plan has none of the jobs %v", latencyJobs)
 	}
-	plots := [][]*plot.Plot{make([]*plot.Plot, len(jobs))}
-	for i, j := range jobs {
-		pl := plot.New()
-		pl.Title.Text = j.Title + " (" + j.LatencySide() + ")"
-		pl.Y.Label.Text = "completion latency, µs"
-		pl.Y.Scale = plot.LogScale{}
-		pl.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-		pl.Legend.Top = true
-		pl.Legend.TextStyle.Font.Size = vg.Points(7)
-		for di, d := range devices {
-			c, ok := cellOf(s, d, j.Name)
-			if !ok || c.P50Ns.Median <= 0 || c.P99Ns.Median <= 0 || c.P999Ns.Median <= 0 {
-				continue
-			}
-			pts := plotter.XYs{{X: 0, Y: c.P50Ns.Median / 1e3}, {X: 1, Y: c.P99Ns.Median / 1e3}, {X: 2, Y: c.P999Ns.Median / 1e3}}
-			line, points, err := plotter.NewLinePoints(pts)
-			if err != nil {
-				return fmt.Errorf("latency chart, %s %s: %w", d, j.Name, err)
-			}
-			col := plotutil.Color(pairIndex(p, d, di))
-			line.Color, points.Color = col, col
-			line.Width = vg.Points(1.5)
-			if !isUblk(d) {
-				line.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-			}
-			pl.Add(line, points)
-			if i == 0 {
-				pl.Legend.Add(d, line)
-			}
+	var panels []*plot.Plot
+	for _, j := range jobs {
+		pl, lines, err := latencyPanel(p, s, j, devices, len(panels) == 0)
+		if err != nil {
+			return err
 		}
-		pl.NominalX("p50", "p99", "p99.9")
-		plots[0][i] = pl
+		// A log axis needs positive data: a job without percentiles
+		// (no run reported any) gets no panel rather than a panic.
+		if lines > 0 {
+			panels = append(panels, pl)
+		}
 	}
-	width := vg.Length(len(jobs)) * 4.2 * vg.Inch
+	if len(panels) == 0 {
+		return fmt.Errorf("latency chart: no run reported latency percentiles")
+	}
+	plots := [][]*plot.Plot{panels}
+	width := vg.Length(len(panels)) * 4.2 * vg.Inch
 	return saveTiles(file, plots, width, 4.4*vg.Inch, "Completion latency percentiles (dashed: kernel driver, solid: ublk; a pair shares a colour)")
+}
+
+// latencyPanel draws one job's percentiles, a line per device that has
+// them, and says how many lines it drew; legend puts the device names in
+// this panel.
+func latencyPanel(p plan.Plan, s results.Summary, j plan.Job, devices []string, legend bool) (*plot.Plot, int, error) {
+	pl := plot.New()
+	pl.Title.Text = j.Title + " (" + j.LatencySide() + ")"
+	pl.Y.Label.Text = "completion latency, µs"
+	pl.Y.Scale = plot.LogScale{}
+	pl.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	pl.Legend.Top = true
+	pl.Legend.TextStyle.Font.Size = vg.Points(8)
+	lines := 0
+	for di, d := range devices {
+		c, ok := cellOf(s, d, j.Name)
+		if !ok || c.P50Ns.Median <= 0 || c.P99Ns.Median <= 0 || c.P999Ns.Median <= 0 {
+			continue
+		}
+		pts := plotter.XYs{{X: 0, Y: c.P50Ns.Median / 1e3}, {X: 1, Y: c.P99Ns.Median / 1e3}, {X: 2, Y: c.P999Ns.Median / 1e3}}
+		line, points, err := plotter.NewLinePoints(pts)
+		if err != nil {
+			return nil, 0, fmt.Errorf("latency chart, %s %s: %w", d, j.Name, err)
+		}
+		col := plotutil.Color(pairIndex(p, d, di))
+		line.Color, points.Color = col, col
+		line.Width = vg.Points(1.5)
+		if !isUblk(d) {
+			line.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		}
+		pl.Add(line, points)
+		if legend {
+			pl.Legend.Add(d, line)
+		}
+		lines++
+	}
+	pl.NominalX("p50", "p99", "p99.9")
+	return pl, lines, nil
 }
 
 // pairIndex gives the devices of one pair the same colour index.

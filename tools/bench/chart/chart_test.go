@@ -103,3 +103,17 @@ func TestMemoryChart(t *testing.T) {
 		t.Error("no samples drew a chart")
 	}
 }
+
+// TestLatencyChartWithoutPercentiles: runs with IOPS but no percentiles
+// (a log axis cannot show zeros) give an error, not a panic.
+func TestLatencyChartWithoutPercentiles(t *testing.T) {
+	p := plan.Smoke()
+	con := &results.Console{Runs: []results.Run{
+		{Device: "null_blk", Job: "randread-4k-qd1", Rep: 1, Read: results.Side{IOPS: 1000}},
+		{Device: "ublk-null", Job: "randread-4k-qd1", Rep: 1, Read: results.Side{IOPS: 100}},
+	}}
+	err := Latency(filepath.Join(t.TempDir(), "latency.png"), p, results.Summarize(p, con))
+	if err == nil {
+		t.Fatal("a chart without percentiles was drawn")
+	}
+}

@@ -24,6 +24,8 @@ type Meta struct {
 	SizeMB     int               `json:"size_mb"`
 	UblkQueues int               `json:"ublk_queues"`
 	UblkDepth  int               `json:"ublk_depth"`
+	Pairs      []string          `json:"pairs"` // plan.Pair names, in order
+	Jobs       []string          `json:"jobs"`  // plan.Job names, in order
 	Guest      map[string]string `json:"guest"` // what the guest said about itself
 	Wall       string            `json:"wall_clock,omitempty"`
 	// HostLoad is the host's 1-minute load average when the boot started
@@ -58,6 +60,13 @@ func New(p plan.Plan, meta Meta, c *results.Console) *Report {
 	meta.Runtime, meta.Ramp, meta.Reps = p.Runtime.String(), p.Ramp.String(), p.Reps
 	meta.SizeMB, meta.UblkQueues, meta.UblkDepth = p.SizeMB, p.UblkQueues, p.UblkDepth
 	meta.Guest = c.Info
+	meta.Pairs, meta.Jobs = nil, nil
+	for _, pr := range p.Pairs {
+		meta.Pairs = append(meta.Pairs, pr.Name)
+	}
+	for _, j := range p.Jobs {
+		meta.Jobs = append(meta.Jobs, j.Name)
+	}
 	if meta.Date == "" {
 		meta.Date = time.Now().UTC().Format("2006-01-02")
 	}
@@ -96,6 +105,53 @@ func (r *Report) WriteMarkdown(dir string, charts []string) error {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
+}
+
+// Load reads a results.json written by WriteJSON, with the plan it was
+// made for, so that the report can be rendered again (with new notes, or
+// by a newer renderer) without running anything.
+func Load(file string) (*Report, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read results: %w", err)
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("results %s: %w", file, err)
+	}
+	p := plan.Default()
+	p.Reps, p.SizeMB, p.UblkQueues, p.UblkDepth = r.Meta.Reps, r.Meta.SizeMB, r.Meta.UblkQueues, r.Meta.UblkDepth
+	if d, err := time.ParseDuration(r.Meta.Runtime); err == nil {
+		p.Runtime = d
+	}
+	if d, err := time.ParseDuration(r.Meta.Ramp); err == nil {
+		p.Ramp = d
+	}
+	if len(r.Meta.Pairs) > 0 {
+		p.Pairs = nil
+		for _, name := range r.Meta.Pairs {
+			pr, ok := plan.PairByName(name)
+			if !ok {
+				return nil, fmt.Errorf("results %s: unknown pair %q", file, name)
+			}
+			p.Pairs = append(p.Pairs, pr)
+		}
+	}
+	if len(r.Meta.Jobs) > 0 {
+		p.Jobs = nil
+		for _, name := range r.Meta.Jobs {
+			j, ok := plan.JobByName(name)
+			if !ok {
+				return nil, fmt.Errorf("results %s: unknown job %q", file, name)
+			}
+			p.Jobs = append(p.Jobs, j)
+		}
+	}
+	r.plan = p
+	// The summary is derived data: compute it again, so that a newer
+	// renderer's digest applies to old numbers too.
+	r.Summary = results.Summarize(p, &results.Console{Info: r.Meta.Guest, Runs: r.Runs, Skips: r.Skips, RSS: r.RSS})
+	return &r, nil
 }
 
 // Plan is the plan the report was made for.

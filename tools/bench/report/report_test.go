@@ -91,6 +91,13 @@ func TestWriteJSONRoundTrips(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
+	loaded, err := Load(filepath.Join(dir, JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := loaded.Markdown(nil), r.Markdown(nil); got != want {
+		t.Errorf("a loaded report renders differently:\n%s\n---\n%s", got, want)
+	}
 	if len(back.Runs) != 5 || back.Meta.Commit != "abc123" || back.Summary.Memory == nil || len(back.Summary.Verdicts) != 5 {
 		t.Errorf("results.json lost data: %d runs, meta %+v, %d verdicts", len(back.Runs), back.Meta, len(back.Summary.Verdicts))
 	}
