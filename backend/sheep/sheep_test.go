@@ -626,3 +626,5 @@ func TestSpareGetsNoData(t *testing.T) {
 		}
 	}
 }
+
+func newOID(vdi, idx uint32) proto.ObjectID { return proto.NewObjectID(vdi, idx) }
