@@ -58,9 +58,12 @@ lab-kernel: lab-runner
 
 # The full suite on 6.12 (what most users run), then a smoke run on 7.3
 # (every ublk feature); either failing fails the target.
+# Both runs always happen (a 6.12 failure must not hide 7.3's result).
 test-lab: build lab-runner
-	$(LAB_BIN) run --kernel 6.12 --timeout 20m $(LAB_FLAGS)
-	$(LAB_BIN) run --kernel 7.3 --timeout 8m $(LAB_FLAGS) 00-lab-sanity 12-target-file
+	@status=0; \
+	$(LAB_BIN) run --kernel 6.12 --timeout 20m $(LAB_FLAGS) || status=1; \
+	$(LAB_BIN) run --kernel 7.3 --timeout 8m $(LAB_FLAGS) 00-lab-sanity 12-target-file || status=1; \
+	exit $$status
 
 demo: build lab-runner
 	$(LAB_BIN) run --kernel $(LAB_KERNEL) --timeout 10m -v demo
