@@ -34,6 +34,8 @@ type bootFlags struct {
 	hungTask    int
 	scratch     string
 	rawDisks    []string
+	kernelArgs  string
+	crashGrace  time.Duration
 	binDir      string
 	testsDir    string
 	outDir      string
@@ -50,6 +52,8 @@ func (b *bootFlags) register(cmd *cobra.Command, timeout time.Duration) {
 	f.IntVar(&b.hungTask, "hung-task-secs", 60, "guest hung_task_timeout_secs (a hung task fails the run)")
 	f.StringVar(&b.scratch, "scratch", "2G", "size of the ext4 scratch disk mounted at /scratch (\"0\": none)")
 	f.StringSliceVar(&b.rawDisks, "raw-disk", nil, "size of an extra unformatted virtio disk (repeatable); the guest lists them in $LAB_RAW_DISKS")
+	f.StringVar(&b.kernelArgs, "kernel-args", "", "extra guest kernel command line (e.g. loglevel=7 to see OOM reports in full)")
+	f.DurationVar(&b.crashGrace, "crash-grace", 20*time.Second, "how long the guest may keep running after a kernel crash line before QEMU is killed")
 	f.StringVar(&b.binDir, "bin-dir", "bin", "directory with the project's static binaries")
 	f.StringVar(&b.testsDir, "tests-dir", "tests/lab", "directory with the guest test scripts")
 	f.StringVar(&b.outDir, "out", "out/lab", "directory for the initrd, disks and console logs")
@@ -228,7 +232,10 @@ func prepareBoot(ctx context.Context, g *globalFlags, b *bootFlags, plan string)
 	}
 	run.opts = vm.Options{
 		Kernel: k.Vmlinuz(), Initrd: initrd, MemoryMiB: b.memMiB, CPUs: b.cpus,
-		Disks: disks, Timeout: b.timeout, CrashGrace: 20 * time.Second,
+		Disks: disks, Timeout: b.timeout, CrashGrace: b.crashGrace,
+	}
+	if b.kernelArgs != "" {
+		run.opts.Cmdline = vm.DefaultCmdline + " " + b.kernelArgs
 	}
 	return run, nil
 }

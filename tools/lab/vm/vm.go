@@ -17,6 +17,11 @@ import (
 // ErrTimeout is returned when the guest outlived Options.Timeout.
 var ErrTimeout = errors.New("lab VM timed out")
 
+// DefaultCmdline is the guest kernel's command line: serial console, an
+// immediate reboot (so QEMU exits, given -no-reboot) on panic, and quiet so
+// test output is not drowned in boot messages.
+const DefaultCmdline = "console=ttyS0 panic=-1 quiet"
+
 // Options describe one boot.
 type Options struct {
 	Qemu      string // default qemu-system-x86_64
@@ -24,7 +29,7 @@ type Options struct {
 	Initrd    string // -initrd
 	MemoryMiB int    // -m, default 2048
 	CPUs      int    // -smp, default 2
-	// Cmdline is the kernel command line; default "console=ttyS0 panic=-1 quiet".
+	// Cmdline is the kernel command line; default DefaultCmdline.
 	Cmdline string
 	// Disks are raw images attached as virtio disks (vda, vdb, ...) with
 	// cache=none, so the guest's I/O reaches the host file directly.
@@ -53,7 +58,7 @@ func (o *Options) Args() []string {
 		cpus = 2
 	}
 	if cmdline == "" {
-		cmdline = "console=ttyS0 panic=-1 quiet"
+		cmdline = DefaultCmdline
 	}
 	args := []string{
 		"-accel", "tcg,thread=single", "-cpu", "max,-cx16",
