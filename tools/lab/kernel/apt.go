@@ -116,6 +116,10 @@ func (r *aptRepo) downloadAndUnpack(ctx context.Context, pkg, root string) error
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("unpack %s: %w: %s", debs[len(debs)-1], err, strings.TrimSpace(stderr.String()))
 	}
+	// The unpacked kernel is what is cached; the .deb is not needed again.
+	for _, d := range debs {
+		_ = os.Remove(d)
+	}
 	return nil
 }
 
