@@ -62,7 +62,7 @@ lab-kernel: lab-runner
 test-lab: build lab-runner
 	@status=0; \
 	$(LAB_BIN) run --kernel 6.12 --timeout 20m $(LAB_FLAGS) || status=1; \
-	$(LAB_BIN) run --kernel 7.3 --timeout 8m $(LAB_FLAGS) 00-lab-sanity 12-target-file || status=1; \
+	$(LAB_BIN) run --kernel 7.3 --timeout 8m $(LAB_FLAGS) 00-lab-sanity 05-features 12-target-file || status=1; \
 	exit $$status
 
 demo: build lab-runner
