@@ -20,6 +20,9 @@ expect_reject() {
 	if [ "$_want" != - ]; then
 		_left=$(device_count)
 		[ "$_left" = "$_want" ] || fail "$_what: list --json shows $_left devices afterwards, want $_want"
+		# The kernel's own view: a half-made device would leave a char node.
+		_nodes=$(ls /dev/ublkc* 2>/dev/null | wc -l)
+		[ "$_nodes" = "$_want" ] || fail "$_what: $_nodes /dev/ublkcN nodes exist afterwards, want $_want: $(ls /dev/ublkc* 2>/dev/null)"
 	fi
 	say "ok: $_what: exit $_rc, '$(cat "$WORK/err")'"
 }
@@ -44,4 +47,5 @@ mv /dev/ublk-control /dev/ublk-control.x || fail "cannot hide /dev/ublk-control"
 expect_reject - "no /dev/ublk-control (ublk_drv not loaded)" -t mem --size 64M
 mv /dev/ublk-control.x /dev/ublk-control
 check "no device left behind by the add without /dev/ublk-control" test "$(device_count)" = 0
+check "no /dev/ublkcN node left behind either" sh -c '! ls /dev/ublkc* >/dev/null 2>&1'
 exit 0
