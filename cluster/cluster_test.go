@@ -443,3 +443,54 @@ func TestCorruptVDIRecordIsAnError(t *testing.T) {
 		t.Fatalf("VDI(bad) = %v, want a corrupt-record error", err)
 	}
 }
+
+func TestRecoveryBookkeeping(t *testing.T) {
+	etcds(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		c := clustertest.Client(t, url)
+		format(t, c, 1)
+		for _, id := range []string{"a", "b"} {
+			reg, err := c.Register(ctx, cluster.Node{ID: id, Addr: "127.0.0.1:7000"}, cluster.RegisterOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer reg.Close()
+		}
+		if _, err := c.CreateVDI(ctx, cluster.CreateVDIOptions{Name: "v", Size: 1 << 20}); err != nil {
+			t.Fatal(err)
+		}
+		e, err := c.Join(ctx, cluster.Member{ID: "c"})
+		if err != nil || !e.Recovering() || len(e.Placement()) != 2 || len(e.Members) != 3 {
+			t.Fatalf("forced join: %+v, %v", e, err)
+		}
+		// A second change before recovery keeps the data placement.
+		e, err = c.RemoveMember(ctx, "a")
+		if err != nil || len(e.Placement()) != 2 || e.Placement()[0].ID != "a" || len(e.Members) != 2 {
+			t.Fatalf("remove during recovery: %+v, %v", e, err)
+		}
+		// In use: no switch.
+		h, err := c.OpenVDI(ctx, "v", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h2, err := c.OpenVDI(ctx, "v", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if use, err := c.VDIsInUse(ctx); err != nil || use["v"] != 2 {
+			t.Fatalf("in use: %v, %v", use, err)
+		}
+		if _, err := c.FinishRecovery(ctx, e.Number); !errors.Is(err, cluster.ErrVDIInUse) || !strings.Contains(err.Error(), "v") {
+			t.Fatalf("finish with the vdi open: %v", err)
+		}
+		h.Close()
+		h2.Close()
+		if _, err := c.FinishRecovery(ctx, e.Number-1); !errors.Is(err, cluster.ErrEpochChanged) {
+			t.Fatalf("finish from a stale epoch: %v", err)
+		}
+		done, err := c.FinishRecovery(ctx, e.Number)
+		if err != nil || done.Recovering() || done.Number != e.Number+1 || len(done.Placement()) != 2 || done.Placement()[0].ID != "b" {
+			t.Fatalf("finish: %+v, %v", done, err)
+		}
+	})
+}

@@ -72,9 +72,11 @@ func decodeEpoch(b []byte) (Epoch, error) {
 	if err := decodeJSON(b, &e); err != nil {
 		return e, err
 	}
-	for i, m := range e.Members {
-		if validNodeID(m.ID) != nil || m.Capacity < 0 || (i > 0 && e.Members[i-1].ID >= m.ID) {
-			return Epoch{}, fmt.Errorf("%w: epoch %d member %d (%q) invalid or out of order", errCorrupt, e.Number, i, m.ID)
+	for _, ms := range [][]Member{e.Members, e.Data} {
+		for i, m := range ms {
+			if validNodeID(m.ID) != nil || m.Capacity < 0 || (i > 0 && ms[i-1].ID >= m.ID) {
+				return Epoch{}, fmt.Errorf("%w: epoch %d member %d (%q) invalid or out of order", errCorrupt, e.Number, i, m.ID)
+			}
 		}
 	}
 	return e, nil

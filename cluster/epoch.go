@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -26,11 +27,30 @@ type Member struct {
 // readers would not look); only a node that joins for the first time, or
 // one an operator removes, changes the epoch.
 type Epoch struct {
-	// Number grows by one with every membership change.
+	// Number grows by one with every membership or placement change.
 	Number  uint64    `json:"number"`
 	Members []Member  `json:"members"` // sorted by ID
 	Changed time.Time `json:"changed"`
+	// Data is the membership the stored objects are still placed by after
+	// an operator joined or removed a node, until `dog cluster recover`
+	// has copied every object to its place under Members; nil otherwise.
+	// Clients place I/O by Placement, so a membership change never sends a
+	// read where the data is not.
+	Data []Member `json:"data,omitempty"`
 }
+
+// Placement is the membership objects are placed by now: Data while a
+// recovery is pending, else Members.
+func (e Epoch) Placement() []Member {
+	if e.Data != nil {
+		return e.Data
+	}
+	return e.Members
+}
+
+// Recovering reports whether objects still have to move to their places
+// under Members.
+func (e Epoch) Recovering() bool { return e.Data != nil }
 
 // Has reports whether id is a member.
 func (e Epoch) Has(id string) bool {
@@ -77,9 +97,71 @@ func (c *Client) Join(ctx context.Context, m Member) (Epoch, error) {
 		if e.Has(m.ID) {
 			return false
 		}
+		keepDataPlacement(e)
 		e.Members = append(e.Members, m)
 		return true
 	})
+}
+
+// keepDataPlacement records, before the first membership change since the
+// last recovery, where the objects are: they stay there (and I/O follows
+// them) until a recovery moves them.
+func keepDataPlacement(e *Epoch) {
+	if e.Data == nil {
+		e.Data = append([]Member{}, e.Members...)
+	}
+}
+
+// ErrVDIInUse: a VDI is open by a client (a device serving it), so its
+// objects may not move now.
+var ErrVDIInUse = errors.New("vdi in use")
+
+// ErrEpochChanged: the epoch is not the one a recovery started from.
+var ErrEpochChanged = errors.New("epoch changed")
+
+// FinishRecovery ends a recovery that started from epoch number: objects
+// are placed by Members from now on (Data is cleared, a new epoch). It
+// fails with ErrEpochChanged if the epoch moved on meanwhile, and with
+// ErrVDIInUse while any VDI is open: a client writing by the old placement
+// during the switch would write where readers no longer look.
+func (c *Client) FinishRecovery(ctx context.Context, number uint64) (Epoch, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	e, rev, _, err := c.epochAt(ctx)
+	if err != nil {
+		return Epoch{}, fmt.Errorf("finish recovery: %w", err)
+	}
+	if e.Number != number {
+		return e, fmt.Errorf("finish recovery from epoch %d: now %d: %w", number, e.Number, ErrEpochChanged)
+	}
+	if e.Data == nil {
+		return e, nil
+	}
+	e.Data = nil
+	e.Number++
+	e.Changed = time.Now().UTC().Truncate(time.Millisecond)
+	val, err := json.Marshal(e)
+	if err != nil {
+		return Epoch{}, fmt.Errorf("finish recovery: %w", err)
+	}
+	resp, err := c.etcd.Txn(ctx).If(
+		clientv3.Compare(clientv3.ModRevision(c.epochKey()), "=", rev),
+		clientv3.Compare(clientv3.CreateRevision(c.openPrefix()), "=", 0).WithPrefix(),
+	).Then(
+		clientv3.OpPut(c.epochKey(), string(val)),
+	).Else(
+		clientv3.OpGet(c.openPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+	).Commit()
+	if err != nil {
+		return Epoch{}, fmt.Errorf("finish recovery: %w", c.etcdErr(err))
+	}
+	if !resp.Succeeded {
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			return Epoch{}, fmt.Errorf("finish recovery: %w: %s", ErrVDIInUse, c.openNames(kvs))
+		}
+		return Epoch{}, fmt.Errorf("finish recovery from epoch %d: %w", number, ErrEpochChanged)
+	}
+	return e, nil
 }
 
 // joinIfNoData is Join for Register: a node new to the membership joins
@@ -132,14 +214,16 @@ func (c *Client) joinIfNoData(ctx context.Context, m Member) (joined bool, err e
 }
 
 // RemoveMember takes a node out of the membership for good (it will not
-// come back): its objects are placed elsewhere from the new epoch on.
-// Removing a node that is not a member is ErrInvalid.
+// come back). Its objects stay placed on it (Data) until a recovery copies
+// them from the other replicas to their new places. Removing a node that
+// is not a member is ErrInvalid.
 func (c *Client) RemoveMember(ctx context.Context, id string) (Epoch, error) {
 	found := false
 	e, err := c.changeEpoch(ctx, "remove "+id, func(e *Epoch) bool {
 		for i, m := range e.Members {
 			if m.ID == id {
-				e.Members = append(e.Members[:i], e.Members[i+1:]...)
+				keepDataPlacement(e)
+				e.Members = append(e.Members[:i:i], e.Members[i+1:]...)
 				found = true
 				return true
 			}

@@ -7,7 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sheepblk/sheepblk/backend/sheep"
 	"github.com/sheepblk/sheepblk/cluster"
+	"github.com/sheepblk/sheepblk/rpc"
 )
 
 func clusterFormatCmd(g *globals) *cobra.Command {
@@ -103,6 +105,9 @@ func clusterInfoCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(w, "Nodes:          %d up of %d members\n", info.Nodes, len(info.Epoch.Members))
 			fmt.Fprintf(w, "Epoch:          %d\n", info.Epoch.Number)
+			if info.Epoch.Recovering() {
+				fmt.Fprintf(w, "Recovery:       pending: data still on %d old members; run 'dog cluster recover'\n", len(info.Epoch.Data))
+			}
 			fmt.Fprintf(w, "VDIs:           %d\n", info.VDIs)
 			_, err = fmt.Fprintf(w, "etcd:           %s\n", info.Etcd)
 			return err
@@ -146,19 +151,14 @@ func nodeListCmd(g *globals) *cobra.Command {
 }
 
 func nodeJoinCmd(g *globals) *cobra.Command {
-	var force bool
-	c := &cobra.Command{
-		Use:   "join ID --force",
-		Short: "Make a spare node a placement member (moves objects onto it: needs recovery)",
-		Long: "A node that first registers in a cluster already holding VDIs stays a spare: placing objects on it\n" +
-			"would send reads to a node that does not have them (they would read as zeros) until the nodes\n" +
-			"recover, i.e. copy objects to their new places, which is not implemented yet. --force joins it anyway:\n" +
-			"only do that when every VDI's data may be lost or rewritten.",
+	return &cobra.Command{
+		Use:   "join ID",
+		Short: "Make a spare node a member; `dog cluster recover` then moves objects onto it",
+		Long: "A node that first registers in a cluster already holding VDIs stays a spare. join makes it a\n" +
+			"member; the data stays where it is (and I/O follows it) until `dog cluster recover` copies\n" +
+			"each object to its new place and switches the placement.",
 		Args: args(1, "a node ID"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if !force {
-				return usagef("joining node %s moves objects onto it without copying them (no recovery yet): add --force if the cluster's data may be lost", args[0])
-			}
 			cl, err := g.connect()
 			if err != nil {
 				return err
@@ -182,13 +182,76 @@ func nodeJoinCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return printJSON(g.io.Stdout, e)
-			}
-			_, err = fmt.Fprintf(g.io.Stdout, "node %s is a member: epoch %d, %d members\n", node.ID, e.Number, len(e.Members))
-			return err
+			return printEpochChange(g, "node "+node.ID+" is a member", e)
 		}),
 	}
-	c.Flags().BoolVar(&force, "force", false, "join although objects move onto the node without being copied")
-	return c
+}
+
+func nodeRemoveCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove ID",
+		Short: "Take a node out of the membership for good; `dog cluster recover` then re-replicates its objects",
+		Args:  args(1, "a node ID"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			cl, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			e, err := cl.RemoveMember(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printEpochChange(g, "node "+args[0]+" is no longer a member", e)
+		}),
+	}
+}
+
+// printEpochChange reports a membership change and what is left to do.
+func printEpochChange(g *globals, what string, e cluster.Epoch) error {
+	if g.json {
+		return printJSON(g.io.Stdout, e)
+	}
+	msg := fmt.Sprintf("%s: epoch %d, %d members", what, e.Number, len(e.Members))
+	if e.Recovering() {
+		msg += "; data stays on the old placement until 'dog cluster recover' (with no VDI open)"
+	}
+	_, err := fmt.Fprintln(g.io.Stdout, msg)
+	return err
+}
+
+func clusterRecoverCmd(g *globals) *cobra.Command {
+	return nodeFlags(g, &cobra.Command{
+		Use:   "recover",
+		Short: "Move objects to their places after nodes joined or were removed (no VDI may be open)",
+		Long: "Copies every object to the nodes the current membership places it on, flushes them, switches the\n" +
+			"cluster's placement, then removes the copies left behind. It is offline: it refuses while any VDI is\n" +
+			"open (a ublk device or dog vdi read/write), since a write by the old placement could be lost.",
+		Args: cobra.NoArgs,
+		RunE: run(func(cmd *cobra.Command, _ []string) error {
+			var rpcOpts rpc.ClientOptions
+			if err := g.security.ApplyClient(&rpcOpts); err != nil {
+				return err
+			}
+			cl, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			res, err := sheep.Recover(cmd.Context(), sheep.RecoverOptions{Cluster: cl, RPC: rpcOpts})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(g.io.Stdout, res)
+			}
+			if res.FromEpoch == res.ToEpoch {
+				_, err = fmt.Fprintln(g.io.Stdout, "nothing to recover: every object is in its place")
+				return err
+			}
+			_, err = fmt.Fprintf(g.io.Stdout, "recovered: epoch %d -> %d, %d objects, %d copies made, %d removed, %d left behind\n",
+				res.FromEpoch, res.ToEpoch, res.Objects, res.Copied, res.Removed, res.Leftover)
+			return err
+		}),
+	})
 }

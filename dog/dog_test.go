@@ -132,9 +132,9 @@ func TestDogWorkflow(t *testing.T) {
 	if f := nodeRow(); len(f) < 5 || f[0] != "sheep-0" || f[1] != "127.0.0.1:7000" || f[2] != "r1" || f[3] != "1T" || f[4] != "spare" {
 		t.Fatalf("node list row: %v", f)
 	}
-	dogRun(t, etcd, "node", "join", "sheep-0").must(t, 2) // needs --force
-	dogRun(t, etcd, "node", "join", "nope", "--force").must(t, 1)
-	dogRun(t, etcd, "node", "join", "sheep-0", "--force").must(t, 0)
+	dogRun(t, etcd, "node", "join", "nope").must(t, 1) // not running
+	dogRun(t, etcd, "node", "join").must(t, 2)
+	dogRun(t, etcd, "node", "join", "sheep-0").must(t, 0)
 	if f := nodeRow(); f[4] != "up" {
 		t.Fatalf("node list row after join: %v", f)
 	}
@@ -150,6 +150,18 @@ func TestDogWorkflow(t *testing.T) {
 	}
 	if info := dogRun(t, etcd, "cluster", "info").must(t, 0).stdout; !strings.Contains(info, "0 up of 1 members") || !strings.Contains(info, "Epoch:          1") {
 		t.Fatalf("cluster info:\n%s", info)
+	}
+	// Removed for good: a recovery is pending until `cluster recover`.
+	dogRun(t, etcd, "node", "remove", "nope").must(t, 2)
+	dogRun(t, etcd, "node", "remove", "sheep-0").must(t, 0)
+	if info := dogRun(t, etcd, "cluster", "info").must(t, 0).stdout; !strings.Contains(info, "Recovery:       pending") {
+		t.Fatalf("cluster info after a removal:\n%s", info)
+	}
+	if out := dogRun(t, etcd, "cluster", "recover").must(t, 0).stdout; !strings.Contains(out, "recovered: epoch 2 -> 3") {
+		t.Fatalf("recover: %s", out)
+	}
+	if out := dogRun(t, etcd, "cluster", "recover").must(t, 0).stdout; !strings.Contains(out, "nothing to recover") {
+		t.Fatalf("second recover: %s", out)
 	}
 
 	// --etcd beats the environment.

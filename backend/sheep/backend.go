@@ -59,6 +59,8 @@ type Backend struct {
 	mu    sync.Mutex
 	peers map[string]*peer // every node ever seen, by id
 
+	handle *cluster.VDIHandle // the VDI is in use while we are open
+
 	closed   atomic.Bool
 	gone     atomic.Bool     // the VDI was deleted (or replaced by another of its name)
 	inflight atomic.Int64    // requests submitted and not yet done
@@ -118,6 +120,11 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sheep backend: %w", err)
 	}
+	// Mark the VDI in use, so no recovery moves its objects under us.
+	handle, err := opts.Cluster.OpenVDI(ctx, vdi.Name, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open sheep backend: %w", err)
+	}
 	b := &Backend{
 		opts:    opts,
 		vdi:     vdi,
@@ -126,6 +133,7 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 		ready:   make(chan struct{}),
 		free:    make(chan *ioState, opts.MaxInFlight),
 		peers:   map[string]*peer{},
+		handle:  handle,
 	}
 	// Enough sub-calls for a MaxIOSize request straddling objects, on
 	// every replica.
@@ -223,8 +231,11 @@ func (b *Backend) watchVDI(ctx context.Context) {
 
 // rebuild installs the topology of an epoch and the live node list.
 func (b *Backend) rebuild(e cluster.Epoch, live []cluster.Node) {
-	members := make([]placement.Node, len(e.Members))
-	for i, m := range e.Members {
+	// Place by where the data is: after a membership change, the old
+	// placement until a recovery has moved the objects.
+	pm := e.Placement()
+	members := make([]placement.Node, len(pm))
+	for i, m := range pm {
 		members[i] = placement.Node{ID: placement.NodeID(m.ID), Zone: m.Zone, Capacity: m.Capacity}
 	}
 	ring, err := placement.New(members)
@@ -302,11 +313,15 @@ func (b *Backend) Close() error {
 		time.Sleep(time.Millisecond)
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	for _, p := range b.peers {
 		if c := p.conn.Load(); c != nil {
 			c.Close()
 		}
+	}
+	b.mu.Unlock()
+	// Last: the VDI is no longer in use once no request can reach a node.
+	if err := b.handle.Close(); err != nil {
+		return fmt.Errorf("close sheep backend for vdi %s: %w", b.vdi.Name, err)
 	}
 	return nil
 }

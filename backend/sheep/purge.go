@@ -133,9 +133,15 @@ func call(ctx context.Context, client *rpc.Client, req proto.Request, timeout ti
 // roundTrip sends req and returns the reply body (in body's memory) and
 // header, or the node's error.
 func roundTrip(ctx context.Context, client *rpc.Client, req proto.Request, body []byte, timeout time.Duration) ([]byte, proto.Response, error) {
+	return roundTripWith(ctx, client, req, nil, body, timeout)
+}
+
+// roundTripWith is roundTrip with a request body.
+func roundTripWith(ctx context.Context, client *rpc.Client, req proto.Request, reqBody, body []byte, timeout time.Duration) ([]byte, proto.Response, error) {
 	var hdr [proto.RequestSize]byte
 	var c rpc.Call
 	c.ReqHeader, _ = req.AppendBinary(hdr[:0])
+	c.ReqBody = reqBody
 	c.RespHeader = make([]byte, proto.ResponseSize)
 	c.RespBody = body
 	c.Deadline = time.Now().Add(timeout)

@@ -195,6 +195,22 @@ func (c *Cluster) StartNode(i int) error {
 	}
 }
 
+// AddNode starts one more node (on the next base port, or a free one) and
+// returns its index. In a cluster that holds VDIs it is a spare until
+// joined (see cluster.Registration.Member).
+func (c *Cluster) AddNode() (int, error) {
+	c.mu.Lock()
+	i := len(c.nodes)
+	addr := "127.0.0.1:0"
+	if c.opts.BasePort != 0 {
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c.opts.BasePort+i))
+	}
+	id := fmt.Sprintf("node-%d", i)
+	c.nodes = append(c.nodes, &nodeSlot{id: id, dir: filepath.Join(c.opts.Dir, id), addr: addr})
+	c.mu.Unlock()
+	return i, c.StartNode(i)
+}
+
 // KillNode stops node i at once (connections cut, replies in flight lost),
 // as close to a crash as one process allows; its store is still closed.
 func (c *Cluster) KillNode(i int) error { return c.stopNode(i, true) }
