@@ -114,21 +114,21 @@ func (c *Client) Register(ctx context.Context, n Node, opts RegisterOptions) (*R
 	if opts.TTL < 2*time.Second {
 		opts.TTL = 2 * time.Second
 	}
+	// A node is placed on from its first registration on (see Epoch),
+	// unless the cluster already holds data (see joinIfNoData). Joined
+	// before it is listed: whoever sees the node live sees the membership
+	// decided (a VDI created right after cannot make a listed node spare).
+	member, err := c.joinIfNoData(ctx, Member{ID: n.ID, Zone: n.Zone, Capacity: n.Capacity})
+	if err != nil {
+		return nil, fmt.Errorf("register node %s: %w", n.ID, err)
+	}
 	bg, cancel := context.WithCancel(context.Background())
-	r := &Registration{c: c, opts: opts, node: n, done: make(chan struct{}), cancel: cancel}
+	r := &Registration{c: c, opts: opts, node: n, done: make(chan struct{}), cancel: cancel, member: member}
 	keepAlive, err := r.register(ctx, bg, opts.Replace)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	// A node is placed on from its first registration on (see Epoch),
-	// unless the cluster already holds data (see joinIfNoData).
-	member, err := c.joinIfNoData(ctx, Member{ID: n.ID, Zone: n.Zone, Capacity: n.Capacity})
-	if err != nil {
-		_ = r.Close()
-		return nil, fmt.Errorf("register node %s: %w", n.ID, err)
-	}
-	r.member = member
 	go r.run(bg, keepAlive)
 	return r, nil
 }
