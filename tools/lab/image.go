@@ -45,7 +45,10 @@ type imageOptions struct {
 	testsDir string   // tests/lab
 	goTests  []string // packages whose test binaries go in
 	plan     []byte   // /lab/plan
-	log      zerolog.Logger
+	// vmlinuz, when set, puts a nested QEMU and this kernel image into the
+	// guest (run --with-qemu).
+	vmlinuz string
+	log     zerolog.Logger
 }
 
 // buildInitrd returns the path of the initrd for k: the cached base
@@ -123,6 +126,11 @@ func buildOverlay(file string, o imageOptions) error {
 	for _, name := range expectedBinaries {
 		if !slices.Contains(bins, filepath.Join(o.binDir, name)) {
 			o.log.Warn().Str("binary", filepath.Join(o.binDir, name)).Msg("not built; the guest runs without it (make build)")
+		}
+	}
+	if o.vmlinuz != "" {
+		if err := addNestedQemu(st, o.vmlinuz); err != nil {
+			return err
 		}
 	}
 	testBins, err := buildGoTests(o)

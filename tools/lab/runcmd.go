@@ -40,6 +40,7 @@ type bootFlags struct {
 	testsDir    string
 	outDir      string
 	goTests     []string
+	withQemu    bool
 }
 
 func (b *bootFlags) register(cmd *cobra.Command, timeout time.Duration) {
@@ -57,6 +58,7 @@ func (b *bootFlags) register(cmd *cobra.Command, timeout time.Duration) {
 	f.StringVar(&b.binDir, "bin-dir", "bin", "directory with the project's static binaries")
 	f.StringVar(&b.testsDir, "tests-dir", "tests/lab", "directory with the guest test scripts")
 	f.StringVar(&b.outDir, "out", "out/lab", "directory for the initrd, disks and console logs")
+	f.BoolVar(&b.withQemu, "with-qemu", false, "put qemu-system-x86_64, qemu-img, their firmware and this kernel (/lab/vmlinuz) into the guest, for tests that boot a nested VM")
 	f.StringSliceVar(&b.goTests, "go-test", []string{"./reclaim", "./ublk"}, "packages whose test binaries go into /lab/gotest")
 }
 
@@ -223,10 +225,14 @@ func prepareBoot(ctx context.Context, g *globalFlags, b *bootFlags, plan string)
 	}
 	plan += fmt.Sprintf("LAB_RAW_DISKS='%s'\n", strings.Join(raw, " "))
 	plan += fmt.Sprintf("LAB_TEST_TIMEOUT=%d\nLAB_HUNG_TASK_SECS=%d\n", int(b.testTimeout.Seconds()), b.hungTask)
-	initrd, err := buildInitrd(k, imageOptions{
+	o := imageOptions{
 		cacheDir: cacheDir, outDir: runDir, binDir: b.binDir, testsDir: b.testsDir,
 		goTests: b.goTests, plan: []byte(plan), log: log,
-	})
+	}
+	if b.withQemu {
+		o.vmlinuz = k.Vmlinuz()
+	}
+	initrd, err := buildInitrd(k, o)
 	if err != nil {
 		return run, err
 	}
@@ -306,7 +312,7 @@ func runTests(ctx context.Context, g *globalFlags, b *bootFlags, tests []string)
 	bootErr := vm.Boot(ctx, opts)
 	sess.Finish(tests)
 	for _, r := range sess.Results {
-		if r.Outcome == console.NotReached {
+		if r.Outcome == console.NotReached || r.Outcome == console.Unfinished {
 			printResult(r, g.verbose)
 		}
 	}

@@ -24,6 +24,7 @@ const (
 	Fail       Outcome = "FAIL"
 	Skip       Outcome = "SKIP"
 	NotReached Outcome = "FAIL (not reached)"
+	Unfinished Outcome = "FAIL (unfinished)" // started, never ended: hang, crash or timeout
 )
 
 // Result is one test's outcome as seen on the console.
@@ -149,7 +150,7 @@ func (s *Session) Finish(planned []string) {
 	}
 	if s.current != nil {
 		r := *s.current
-		r.Outcome = NotReached
+		r.Outcome = Unfinished
 		r.Duration = s.now().Sub(s.started)
 		s.Results = append(s.Results, r)
 		seen[r.Test] = true

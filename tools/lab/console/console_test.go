@@ -72,7 +72,7 @@ func TestSessionInterruptedTestFails(t *testing.T) {
 	s := NewSession(nil)
 	feed(t, s, "@@lab:begin 00-a.sh\nINFO: task fio:123 blocked for more than 30 seconds.")
 	s.Finish([]string{"00-a.sh"})
-	if len(s.Results) != 1 || s.Results[0].Outcome != NotReached || len(s.Crashes) != 1 {
+	if len(s.Results) != 1 || s.Results[0].Outcome != Unfinished || len(s.Crashes) != 1 {
 		t.Fatalf("results %+v crashes %q", s.Results, s.Crashes)
 	}
 }

@@ -68,7 +68,32 @@ func Base(opts BaseOptions) (string, error) {
 	if err := st.WriteArchiveFile(file); err != nil {
 		return "", err
 	}
+	pruneBases(dir, keepBases)
 	return file, nil
+}
+
+// keepBases is how many base archives stay cached: one per kernel, and
+// room for a host tool upgrade not to evict the other kernel's.
+const keepBases = 4
+
+// pruneBases deletes all but the keep most recently built base archives
+// (each is about 50 MB).
+func pruneBases(dir string, keep int) {
+	files, _ := filepath.Glob(filepath.Join(dir, "base-*.cpio.gz"))
+	type aged struct {
+		path string
+		mod  int64
+	}
+	var all []aged
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			all = append(all, aged{f, fi.ModTime().UnixNano()})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].mod > all[j].mod })
+	for i := keep; i < len(all); i++ {
+		_ = os.Remove(all[i].path)
+	}
 }
 
 // baseKey hashes every input's identity (path, size, mtime), so a tool

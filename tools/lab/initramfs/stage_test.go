@@ -8,8 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseLdd(t *testing.T) {
@@ -104,5 +106,33 @@ func TestAddExecutableCopiesLibraries(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("library %s not copied intact: %v", lib, err)
 		}
+	}
+}
+
+func TestPruneBasesKeepsNewest(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	for i := 0; i < 6; i++ {
+		p := filepath.Join(dir, "base-"+strconv.Itoa(i)+".cpio.gz")
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mt := now.Add(time.Duration(i) * time.Minute)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "other"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pruneBases(dir, 4)
+	left, _ := filepath.Glob(filepath.Join(dir, "*"))
+	want := []string{"base-2.cpio.gz", "base-3.cpio.gz", "base-4.cpio.gz", "base-5.cpio.gz", "other"}
+	var got []string
+	for _, l := range left {
+		got = append(got, filepath.Base(l))
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("left %q, want %q", got, want)
 	}
 }
