@@ -193,7 +193,7 @@ func buildGoTests(o imageOptions) ([]string, error) {
 		cmd.Stderr = &stderr
 		cmd.Stdout = &stderr
 		if err := cmd.Run(); err != nil {
-			o.log.Warn().Str("package", pkg).Str("error", firstLine(stderr.String())).Msg("test binary does not build; left out")
+			o.log.Warn().Str("package", pkg).Str("error", compilerSummary(stderr.String())).Msg("test binary does not build; left out")
 			continue
 		}
 		if _, err := os.Stat(out); err != nil {
@@ -205,9 +205,9 @@ func buildGoTests(o imageOptions) ([]string, error) {
 	return bins, nil
 }
 
-// firstLine squeezes compiler output into one log field: its first
+// compilerSummary squeezes compiler output into one log field: its first
 // three lines.
-func firstLine(s string) string {
+func compilerSummary(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	if len(lines) > 3 {
 		lines = lines[:3]
