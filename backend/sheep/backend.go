@@ -50,6 +50,7 @@ type Backend struct {
 	vdi     cluster.VDI
 	objSize int64
 	log     zerolog.Logger
+	errLog  zerolog.Logger // request failures, sampled: a dead node fails many
 
 	topo  atomic.Pointer[topology]
 	ready chan struct{} // closed once the first topology is in
@@ -130,10 +131,12 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 		vdi:     vdi,
 		objSize: vdi.ObjectSize,
 		log:     opts.Logger.With().Str("vdi", vdi.Name).Logger(),
-		ready:   make(chan struct{}),
-		free:    make(chan *ioState, opts.MaxInFlight),
-		peers:   map[string]*peer{},
-		handle:  handle,
+		errLog: opts.Logger.With().Str("vdi", vdi.Name).Logger().
+			Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Second}),
+		ready:  make(chan struct{}),
+		free:   make(chan *ioState, opts.MaxInFlight),
+		peers:  map[string]*peer{},
+		handle: handle,
 	}
 	// Enough sub-calls for a MaxIOSize request straddling objects, on
 	// every replica.

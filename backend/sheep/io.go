@@ -97,6 +97,8 @@ func (st *ioState) finishOne() {
 	r, err, b := st.req, st.err, st.b
 	if st.errOut != nil {
 		*st.errOut = err
+	} else if err != nil {
+		b.errLog.Warn().Err(err).Stringer("op", r.Op).Int64("offset", r.Offset).Int("length", r.Length).Msg("request failed")
 	}
 	b.putState(st)
 	b.inflight.Add(-1)

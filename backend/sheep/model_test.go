@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/sheepblk/sheepblk/backend"
+	sheepbackend "github.com/sheepblk/sheepblk/backend/sheep"
 	"github.com/sheepblk/sheepblk/cluster/local"
 )
 
@@ -26,7 +29,14 @@ func TestRandomOpsAgainstModel(t *testing.T) {
 	defer c.Close()
 	const size = 8 << 20
 	createVDI(t, c, "m", size)
-	b := open(t, c, "m")
+	// Generous call timeout: this test is about content, and a flush
+	// (fsync of many objects) on a loaded machine can take seconds.
+	b, err := sheepbackend.Open(context.Background(), sheepbackend.Options{Cluster: c.Client(), VDI: "m", CallTimeout: 30 * time.Second,
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
 	model := make([]byte, size)
 	rng := rand.New(rand.NewPCG(11, 12))
 
