@@ -16,6 +16,15 @@
 //   - discard and write-zeroes are discards on every replica (discarded
 //     ranges read back as zeros).
 //
+// Before any I/O goes to a node's address, the node there must say (NodeInfo)
+// that it is that node, with the VDI's object size: anything else at that
+// address would answer reads of objects it lacks with zeros. While open, the
+// backend holds the VDI "in use" (cluster.VDIHandle), so no recovery moves
+// its objects, and it fails every request once the VDI is deleted.
+//
+// Purge removes a deleted VDI's objects from the nodes; Recover moves
+// objects to their new places after a membership change (offline).
+//
 // Every call has a deadline (Options.CallTimeout), so a dead cluster
 // surfaces as EIO, never a hang. The state of each request in flight is
 // preallocated (Options.MaxInFlight of them, reused), so steady-state I/O
