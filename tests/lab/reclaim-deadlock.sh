@@ -96,12 +96,32 @@ kernel_trouble() {
 	fi
 }
 
-# show_logs prints the warnings and errors of the daemon and the nodes.
+# show_logs prints the warnings and errors of the daemon and the nodes,
+# and where their threads are.
 show_logs() {
+	thread_states "$daemon_pid" ublk-daemon
+	thread_states "$cluster_pid" sheep-nodes
 	for _f in $daemon_log "$WORK/cluster.log"; do
 		[ -f "$_f" ] || continue
 		say "last warnings and errors in $_f:"
 		grep -i -e warn -e error -e '"level":"fatal"' "$_f" | tail -15 | cut -c1-400
+	done
+}
+
+# thread_states PID LABEL: where each thread of PID waits (state, wchan)
+# and the kernel stack of those not idle in futex/epoll/nanosleep: what a
+# stall of the daemon or the nodes is made of.
+thread_states() {
+	_summary=$(for _t in /proc/"$1"/task/*; do
+		echo "$(sed 's/.*) //' "$_t/stat" 2>/dev/null | awk '{print $1}'):$(cat "$_t/wchan" 2>/dev/null)"
+	done | sort | uniq -c | tr '\n' ' ')
+	say "$2 (pid $1) threads by state:wchan: $_summary"
+	for _t in /proc/"$1"/task/*; do
+		case "$(cat "$_t/wchan" 2>/dev/null)" in
+		futex_* | do_epoll_wait | ep_poll | hrtimer_nanosleep | do_nanosleep | io_cqring_wait | 0 | "") continue ;;
+		esac
+		say "  thread $(basename "$_t") $(sed 's/.*) //' "$_t/stat" | awk '{print $1}') in $(cat "$_t/wchan"):"
+		sed 's/^/      /' "$_t/stack" 2>/dev/null | head -12
 	done
 }
 
@@ -134,6 +154,7 @@ watch() {
 	_start=$(now_ms)
 	_last=$_start
 	_lastsay=$_start
+	_snapped=0
 	_seen=""
 	while kill -0 "$_pid" 2>/dev/null; do
 		sleep 1
@@ -142,6 +163,13 @@ watch() {
 		if [ "$_mark" != "$_seen" ]; then
 			_seen=$_mark
 			_last=$_now
+			_snapped=0
+		elif [ $((_now - _last)) -ge 10000 ] && [ "$_snapped" = 0 ]; then
+			# Once per stall: what the daemon and the nodes are doing.
+			_snapped=1
+			say "  $_what: no progress for 10 s; MemAvailable $(($(mem_kib MemAvailable) / 1024)) MiB, dirty+writeback $((($(mem_kib Dirty) + $(mem_kib Writeback)) / 1024)) MiB"
+			thread_states "$daemon_pid" ublk-daemon
+			thread_states "$cluster_pid" sheep-nodes
 		fi
 		if [ -n "$hog_pid" ] && ! kill -0 "$hog_pid" 2>/dev/null; then
 			wait "$hog_pid"
@@ -269,7 +297,8 @@ while [ $round -le "$ITERATIONS" ]; do
 	dd_pid=$!
 	watch $dd_pid "round $round: dd of ${dd_mib} MiB"
 	dd_pid=""
-	[ "$WATCH_RC" = 0 ] || fail "round $round: dd exited $WATCH_RC: $(cat "$WORK/dd.err")"
+	kernel_trouble "round $round: dd of ${dd_mib} MiB"
+	[ "$WATCH_RC" = 0 ] || { show_logs; fail "round $round: dd exited $WATCH_RC: $(cat "$WORK/dd.err")"; }
 	w1=$(now_ms)
 	sync &
 	watch $! "round $round: sync"
