@@ -41,7 +41,8 @@ func TestPlanFromFlags(t *testing.T) {
 	o = defaultOptions()
 	o.long, o.reps, o.pairs = true, 4, []string{"file-ext4", "net"}
 	p, err = o.plan(flagsSet("reps"))
-	if err != nil || p.Reps != 4 || p.Runtime != 10*time.Second || p.RSSDuration != 10*time.Minute || len(p.Pairs) != 2 || p.Pairs[1].Name != "net" {
+	if err != nil || p.Reps != 4 || p.Runtime != 10*time.Second || p.RSSDuration != 10*time.Minute || len(p.Pairs) != 2 || p.Pairs[1].Name != "net" ||
+		len(p.Profiles) != 1 || p.Profiles[0].Device != "ublk-file-ext4" {
 		t.Errorf("long plan with flags = %+v, %v", p, err)
 	}
 

@@ -32,6 +32,7 @@ type options struct {
 	hostBenchTime string
 	fromLog       string
 	rerender      string
+	profiles      bool
 	timeout       time.Duration
 	verbose       bool
 	labExtraFlags []string
@@ -44,7 +45,7 @@ func defaultOptions() *options {
 		runtime: d.Runtime, ramp: d.Ramp, reps: d.Reps, sizeMB: d.SizeMB,
 		queues: d.UblkQueues, depth: d.UblkDepth, rssDuration: d.RSSDuration, rssDevice: d.RSSDevice,
 		kernel: "6.12", labBin: "out/lab/lab", scriptsDir: "tests/bench", workDir: "out/bench",
-		resultsDir: "bench/results", readme: "README.md", hostBench: true, hostBenchTime: "1s",
+		resultsDir: "bench/results", readme: "README.md", hostBench: true, hostBenchTime: "1s", profiles: true,
 	}
 }
 
@@ -69,6 +70,7 @@ func (o *options) register(cmd *cobra.Command) {
 	f.StringVar(&o.date, "date", "", "report directory name (default: today, UTC, YYYY-MM-DD)")
 	f.StringVar(&o.readme, "readme", o.readme, "README whose Benchmarks section is rewritten (\"\": none)")
 	f.StringVar(&o.notes, "notes", "", "Markdown file of hand-written notes (profiles, causes) for the report and README")
+	f.BoolVar(&o.profiles, "profiles", o.profiles, "profile the ublk daemon with perf in the guest on a few slow paths (plan.DefaultProfiles)")
 	f.BoolVar(&o.hostBench, "host-bench", o.hostBench, "also run go test -bench ./ublk ./placement ./rpc on the host")
 	f.StringVar(&o.hostBenchTime, "host-benchtime", o.hostBenchTime, "go test -benchtime for the host benchmarks")
 	f.StringVar(&o.fromLog, "from-log", "", "do not boot: build the report from this saved lab output or console log")
@@ -139,6 +141,18 @@ func (o *options) plan(changed func(string) bool) (plan.Plan, error) {
 			p.Pairs = append(p.Pairs, pr)
 		}
 	}
+	// Profile only devices the run makes anyway.
+	in := map[string]bool{}
+	for _, d := range p.Devices() {
+		in[d] = true
+	}
+	var profiles []plan.Profile
+	for _, pr := range p.Profiles {
+		if o.profiles && in[pr.Device] {
+			profiles = append(profiles, pr)
+		}
+	}
+	p.Profiles = profiles
 	return p, p.Validate()
 }
 

@@ -24,6 +24,9 @@ type Plan struct {
 	RSSDevice   string
 	RSSDuration time.Duration
 	RSSInterval time.Duration
+	// Profiles are the (device, job) runs repeated under perf in the
+	// guest (none: no profiling).
+	Profiles []Profile
 }
 
 // Default is `make bench`: every pair, 5 s jobs after a 2 s ramp, two
@@ -33,6 +36,7 @@ func Default() Plan {
 		Pairs: Pairs, Jobs: Jobs, Runtime: 5 * time.Second, Ramp: 2 * time.Second, Reps: 2,
 		SizeMB: 256, UblkQueues: 1, UblkDepth: 128,
 		RSSDevice: "ublk-file-ext4", RSSDuration: time.Minute, RSSInterval: 2 * time.Second,
+		Profiles: DefaultProfiles,
 	}
 }
 
@@ -52,6 +56,7 @@ func Smoke() Plan {
 	p.Pairs = []Pair{Pairs[0]}
 	p.Runtime, p.Ramp, p.Reps = 2*time.Second, time.Second, 1
 	p.RSSDuration = 0
+	p.Profiles = nil
 	return p
 }
 
@@ -70,6 +75,15 @@ func (p Plan) Validate() error {
 		return fmt.Errorf("size %d MiB: want at least 16", p.SizeMB)
 	case p.UblkQueues < 1 || p.UblkDepth < 1:
 		return fmt.Errorf("ublk queues %d, depth %d: want at least 1 each", p.UblkQueues, p.UblkDepth)
+	}
+	for _, pr := range p.Profiles {
+		d, ok := DeviceByName(pr.Device)
+		if !ok || !d.Ublk {
+			return fmt.Errorf("profile of %q: want a ublk device", pr.Device)
+		}
+		if _, ok := JobByName(pr.Job); !ok {
+			return fmt.Errorf("profile of %s: unknown job %q", pr.Device, pr.Job)
+		}
 	}
 	if p.RSSDuration > 0 {
 		d, ok := DeviceByName(p.RSSDevice)
@@ -116,6 +130,9 @@ func (p Plan) Scripts() []string {
 	if p.RSSDuration > 0 {
 		s = append(s, "20-rss.sh")
 	}
+	if len(p.Profiles) > 0 {
+		s = append(s, "30-profile.sh")
+	}
 	return s
 }
 
@@ -125,7 +142,8 @@ func (p Plan) GuestTime() time.Duration {
 	perRun := time.Duration(seconds(p.Runtime)+seconds(p.Ramp))*time.Second + 3*time.Second
 	runs := len(p.Devices()) * len(p.Jobs) * p.Reps
 	setup := time.Duration(len(p.Devices())*p.Reps) * 30 * time.Second
-	return time.Duration(runs)*perRun + setup + p.RSSDuration
+	profiles := time.Duration(len(p.Profiles)) * (perRun + 60*time.Second)
+	return time.Duration(runs)*perRun + setup + p.RSSDuration + profiles
 }
 
 // Conf renders bench.conf, which the guest scripts source.
@@ -143,6 +161,11 @@ func (p Plan) Conf() string {
 		fmt.Fprintf(&b, "BENCH_ORDER_%d=%q\n", rep, strings.Join(p.Order(rep), " "))
 	}
 	fmt.Fprintf(&b, "BENCH_RSS_DEVICE=%q\nBENCH_RSS_INTERVAL=%d\n", p.RSSDevice, seconds(p.RSSInterval))
+	var profiles []string
+	for _, pr := range p.Profiles {
+		profiles = append(profiles, pr.Device+":"+pr.Job)
+	}
+	fmt.Fprintf(&b, "BENCH_PROFILES=%q\nBENCH_PROFILE_SECS=%d\nBENCH_RAMP_SECS=%d\n", strings.Join(profiles, " "), seconds(p.Runtime), seconds(p.Ramp))
 	return b.String()
 }
 
@@ -172,8 +195,18 @@ func (p Plan) Stage(scriptsDir, dir string) error {
 	for _, j := range p.Jobs {
 		files[filepath.Join("jobs", j.Name+".fio")] = j.FioFile(p.Runtime, p.Ramp)
 	}
+	for _, pr := range p.Profiles {
+		if j, ok := JobByName(pr.Job); ok {
+			files[filepath.Join("jobs", j.Name+".fio")] = j.FioFile(p.Runtime, p.Ramp)
+		}
+	}
 	if p.RSSDuration > 0 {
 		files[filepath.Join("jobs", RSSJob.Name+".fio")] = RSSJob.FioFile(p.RSSDuration, p.Ramp)
+	}
+	if len(p.Profiles) > 0 {
+		if _, err := stagePerf(dir); err != nil {
+			return err
+		}
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {

@@ -32,6 +32,8 @@ func TestValidateRejects(t *testing.T) {
 		"kernel rss":       func(p *Plan) { p.RSSDevice = "brd" },
 		"unknown rss":      func(p *Plan) { p.RSSDevice = "floppy" },
 		"fast rss samples": func(p *Plan) { p.RSSInterval = time.Millisecond },
+		"kernel profile":   func(p *Plan) { p.Profiles = []Profile{{Device: "brd", Job: "randread-4k-qd1"}} },
+		"unknown job":      func(p *Plan) { p.Profiles = []Profile{{Device: "ublk-mem", Job: "dance"}} },
 	}
 	for name, mutate := range bad {
 		p := Default()
@@ -174,5 +176,45 @@ func TestGuestTimeFitsTheBrief(t *testing.T) {
 	}
 	if g := Smoke().GuestTime(); g > 5*time.Minute {
 		t.Errorf("smoke plan estimated at %s", g)
+	}
+}
+
+func TestLddPaths(t *testing.T) {
+	out := "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f)\n" +
+		"\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n\tlibgone.so => not found\n"
+	got := lddPaths(out)
+	want := []string{"/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libc.so.6"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("lddPaths = %v, want %v", got, want)
+	}
+}
+
+func TestStagePerf(t *testing.T) {
+	if _, err := os.Stat(perfBinary); err != nil {
+		t.Skip("perf not installed on this host (apt-get install linux-perf)")
+	}
+	scripts := t.TempDir()
+	os.WriteFile(filepath.Join(scripts, "30-profile.sh"), []byte("#!/bin/sh\n"), 0o644)
+	dir := filepath.Join(t.TempDir(), "guest")
+	p := Default()
+	if err := p.Stage(scripts, dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "perf", "bin", "perf")); err != nil || fi.Size() == 0 {
+		t.Fatalf("perf not staged: %v", err)
+	}
+	libs, _ := filepath.Glob(filepath.Join(dir, "perf", "lib", "*.so*"))
+	if len(libs) == 0 {
+		t.Error("no perf libraries staged")
+	}
+	// The staged perf runs through the loader with only its lib dir.
+	cmd := exec.Command("/lib64/ld-linux-x86-64.so.2", filepath.Join(dir, "perf", "bin", "perf"), "--version")
+	cmd.Env = []string{"LD_LIBRARY_PATH=" + filepath.Join(dir, "perf", "lib")}
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "perf version") {
+		t.Errorf("staged perf does not run: %v: %s", err, out)
+	}
+	conf, _ := os.ReadFile(filepath.Join(dir, "bench.conf"))
+	if !strings.Contains(string(conf), `BENCH_PROFILES="ublk-null:randread-4k-qd32x2 ublk-mem:randread-4k-qd1`) {
+		t.Errorf("bench.conf lacks the profiles:\n%s", conf)
 	}
 }

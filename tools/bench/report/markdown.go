@@ -36,6 +36,8 @@ func (r *Report) Markdown(charts []string) string {
 	if has(charts, MemoryChart) && r.Summary.Memory != nil {
 		fmt.Fprintf(&b, "![daemon RSS over the run](%s)\n\n", MemoryChart)
 	}
+	b.WriteString("## Profiles of the ublk daemon (perf inside the guest, cpu-clock sampling of the daemon's threads)\n\n")
+	r.writeProfiles(&b)
 	b.WriteString("## Host microbenchmarks (`go test -bench`, on the host, not in the VM)\n\n")
 	r.writeHost(&b)
 	b.WriteString("## Not measured in this run\n\n")
@@ -293,6 +295,26 @@ func (r *Report) writeMemory(b *strings.Builder) {
 	fmt.Fprintf(b, "`%s` under %s for %d s, VmRSS of its daemon sampled %d times: idle %s before the load, largest %s in the first half and %s in the second half (growth %s, allowed %s), VmLck %s at the end.\n\n",
 		m.Device, plan.RSSJob.Title, m.Seconds, m.Samples, mib(m.IdleKB), mib(m.FirstHalfMaxKB),
 		mib(m.SecondHalfMaxKB), mib(m.GrowthKB), mib(m.MarginKB), mib(m.LockedKB))
+}
+
+func (r *Report) writeProfiles(b *strings.Builder) {
+	if len(r.Profiles) == 0 {
+		b.WriteString("None in this run.\n\n")
+		return
+	}
+	for _, p := range r.Profiles {
+		fmt.Fprintf(b, "### %s during %s (fio: %s IOPS)\n\n", deviceTitle(p.Device), r.jobTitle(p.Job), orUnknown(p.IOPS))
+		fmt.Fprintf(b, "On CPU: %s samples at 499 Hz in %s s.\n\n", orUnknown(p.Samples), orUnknown(p.Seconds))
+		b.WriteString("```text\n" + strings.TrimRight(p.Top, "\n") + "\n```\n\n")
+		if p.Switches != "" || p.OffCPU != "" {
+			fmt.Fprintf(b, "Off CPU: %s context switches in %s s, by the function that switched out:\n\n", orUnknown(p.Switches), orUnknown(p.Seconds))
+			b.WriteString("```text\n" + strings.TrimRight(p.OffCPU, "\n") + "\n```\n\n")
+		}
+		if strings.TrimSpace(p.Callers) != "" {
+			b.WriteString("<details><summary>call stacks of the off-CPU switches</summary>\n\n")
+			b.WriteString("```text\n" + strings.TrimRight(p.Callers, "\n") + "\n```\n\n</details>\n\n")
+		}
+	}
 }
 
 func (r *Report) writeHost(b *strings.Builder) {

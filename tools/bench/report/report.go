@@ -45,6 +45,7 @@ type Report struct {
 	Failures []results.Failure     `json:"failures,omitempty"`
 	Unparsed []string              `json:"unparsed,omitempty"`
 	RSS      []results.RSSSample   `json:"rss,omitempty"`
+	Profiles []results.Profile     `json:"profiles,omitempty"`
 	Host     []hostbench.Benchmark `json:"host_benchmarks,omitempty"`
 	HostNote string                `json:"host_benchmarks_note,omitempty"`
 	// Notes are hand-written observations (profiles, causes) shown last.
@@ -72,7 +73,7 @@ func New(p plan.Plan, meta Meta, c *results.Console) *Report {
 	}
 	return &Report{
 		Meta: meta, Summary: results.Summarize(p, c), Runs: c.Runs, Skips: c.Skips,
-		Failures: c.Failures, Unparsed: c.Unparsed, RSS: c.RSS, plan: p,
+		Failures: c.Failures, Unparsed: c.Unparsed, RSS: c.RSS, Profiles: c.Profiles, plan: p,
 	}
 }
 

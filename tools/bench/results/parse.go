@@ -96,6 +96,23 @@ type RSSSample struct {
 	Threads int64  `json:"threads"`
 }
 
+// Profile is perf's view of a ublk daemon during one job, as text: Top
+// is the on-CPU flat profile by symbol, OffCPU where its threads went to
+// sleep, Callers the call stacks of those.
+type Profile struct {
+	Device  string `json:"device"`
+	Job     string `json:"job"`
+	Seconds string `json:"seconds,omitempty"` // of each recording
+	IOPS    string `json:"iops,omitempty"`    // fio's, over the whole job
+	Samples string `json:"samples"`           // on-CPU samples (cpu-clock, 499 Hz)
+	Top     string `json:"top"`
+	// Switches counts the daemon's context switches (sched_switch)
+	// while OffCPU was recorded: the flat profile of where it slept.
+	Switches string `json:"switches,omitempty"`
+	OffCPU   string `json:"off_cpu,omitempty"`
+	Callers  string `json:"callers,omitempty"` // call stacks of the off-CPU profile
+}
+
 type infoRecord struct {
 	Key   string `json:"key"`
 	Value string `json:"value"`
@@ -108,6 +125,7 @@ type Console struct {
 	Skips    []Skip            `json:"skips"`
 	Failures []Failure         `json:"failures"`
 	RSS      []RSSSample       `json:"rss"`
+	Profiles []Profile         `json:"profiles,omitempty"`
 	// Unparsed are marker lines that did not decode (a kernel message
 	// spliced into a record, say); they are reported, never guessed at.
 	Unparsed []string `json:"unparsed,omitempty"`
@@ -213,6 +231,15 @@ func (c *Console) record(kind string, payload []byte) error {
 			return err
 		}
 		c.RSS = append(c.RSS, s)
+	case "profile":
+		var pr Profile
+		if err := decode(payload, &pr); err != nil {
+			return err
+		}
+		if pr.Device == "" || pr.Job == "" {
+			return fmt.Errorf("profile record without device or job")
+		}
+		c.Profiles = append(c.Profiles, pr)
 	default:
 		return fmt.Errorf("unknown record kind %q", kind)
 	}

@@ -31,6 +31,8 @@ func TestParseConsole(t *testing.T) {
 		`@@bench:fio {"device":"","job":"y","rep":1}`,
 		`@@bench:teleport {}`,
 		"bench: rep 1: brd on /dev/ram0",
+		`@@bench:profile {"device":"ublk-mem","job":"randread-4k-qd1","samples":"2K","top":"  40.00%  ublkctl  [.] runtime.futex\n","callers":""}`,
+		`@@bench:profile {"device":"","job":"x"}`,
 	}, "\n")
 	c, err := Parse(strings.NewReader(log))
 	if err != nil {
@@ -58,8 +60,11 @@ func TestParseConsole(t *testing.T) {
 	if len(c.RSS) != 1 || c.RSS[0].Threads != 7 {
 		t.Errorf("rss = %+v", c.RSS)
 	}
-	if len(c.Unparsed) != 4 {
-		t.Errorf("unparsed = %d, want 4 (spliced, trailing data, no device, unknown kind): %q", len(c.Unparsed), c.Unparsed)
+	if len(c.Profiles) != 1 || c.Profiles[0].Samples != "2K" || !strings.Contains(c.Profiles[0].Top, "runtime.futex\n") {
+		t.Errorf("profiles = %+v", c.Profiles)
+	}
+	if len(c.Unparsed) != 5 {
+		t.Errorf("unparsed = %d, want 5 (spliced, trailing data, no device, unknown kind, profile without device): %q", len(c.Unparsed), c.Unparsed)
 	}
 }
 
@@ -205,6 +210,7 @@ func FuzzConsoleLine(f *testing.F) {
 	f.Add(`@@bench:rss {"device":"d","t":1,"rss_kb":2}`)
 	f.Add(`@@bench:error {"device":"d","job":"j","rep":1,"message":"m"}`)
 	f.Add(`x @@bench:fio {"device":`)
+	f.Add(`@@bench:profile {"device":"d","job":"j","samples":"1","top":"t"}`)
 	f.Add("@@bench:")
 	f.Fuzz(func(t *testing.T, line string) {
 		c := &Console{}
@@ -212,7 +218,7 @@ func FuzzConsoleLine(f *testing.F) {
 		if isRecord != strings.Contains(line, Marker) {
 			t.Fatalf("Line(%q) = %v", line, isRecord)
 		}
-		got := len(c.Runs) + len(c.Skips) + len(c.Failures) + len(c.RSS) + len(c.Info) + len(c.Unparsed)
+		got := len(c.Runs) + len(c.Skips) + len(c.Failures) + len(c.RSS) + len(c.Info) + len(c.Unparsed) + len(c.Profiles)
 		if isRecord && got != 1 {
 			t.Fatalf("one record line gave %d entries", got)
 		}
