@@ -23,9 +23,14 @@ type Options struct {
 	Cluster *cluster.Client
 	// VDI names the VDI to serve. Required.
 	VDI string
-	// CallTimeout bounds every call to a node (default 5s): a read fails
-	// over after it, a write or flush fails.
+	// CallTimeout bounds every read, write and discard call to a node
+	// (default 5s): a read fails over after it, a write fails.
 	CallTimeout time.Duration
+	// FlushTimeout bounds a flush call (default 60s): a node's flush
+	// syncs everything written since the last one, which can take far
+	// longer than one write, and a failed flush is an I/O error the file
+	// system above may not survive.
+	FlushTimeout time.Duration
 	// OpenTimeout bounds Open's wait for the cluster's membership (default
 	// 10s).
 	OpenTimeout time.Duration
@@ -107,6 +112,9 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 	}
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 5 * time.Second
+	}
+	if opts.FlushTimeout <= 0 {
+		opts.FlushTimeout = max(60*time.Second, opts.CallTimeout)
 	}
 	if opts.OpenTimeout <= 0 {
 		opts.OpenTimeout = 10 * time.Second

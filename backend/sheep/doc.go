@@ -25,7 +25,8 @@
 // Purge removes a deleted VDI's objects from the nodes; Recover moves
 // objects to their new places after a membership change (offline).
 //
-// Every call has a deadline (Options.CallTimeout), so a dead cluster
+// Every call has a deadline (Options.CallTimeout; FlushTimeout for flushes,
+// which sync everything written since the last one), so a dead cluster
 // surfaces as EIO, never a hang. The state of each request in flight is
 // preallocated (Options.MaxInFlight of them, reused), so steady-state I/O
 // allocates nothing; BenchmarkSubmit reports allocs/op.

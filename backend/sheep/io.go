@@ -315,7 +315,11 @@ func (s *subCall) send() {
 	} else {
 		c.ReqBody, c.RespBody = s.data, s.msg[:]
 	}
-	c.Deadline = time.Now().Add(s.st.b.opts.CallTimeout)
+	timeout := s.st.b.opts.CallTimeout
+	if s.req.Op == proto.OpFlush {
+		timeout = s.st.b.opts.FlushTimeout
+	}
+	c.Deadline = time.Now().Add(timeout)
 	conn := s.peer.conn.Load()
 	if conn == nil { // cannot happen: planning checked it
 		c.Err = errors.New("no connection")
