@@ -76,18 +76,36 @@ func (m *fakeMachine) options(d time.Duration) Options {
 		memInfo: m.memInfo, mapMem: m.mapMem, unmap: m.unmap}
 }
 
+// runUntil runs h until cond holds on m (then 50 ms more, so the hog sits
+// at its target for a few ticks) and returns its stats. Waiting on the
+// outcome, not on a fixed duration, keeps the test right on a loaded host.
+func runUntil(t *testing.T, h *Hog, m *fakeMachine, cond func() bool) Stats {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan Stats, 1)
+	go func() {
+		st, err := h.Run(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- st
+	}()
+	waitFor(t, func() bool { m.mu.Lock(); defer m.mu.Unlock(); return cond() })
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	return <-done
+}
+
 func TestHogStopsAtTargetAndReleasesAll(t *testing.T) {
 	m := &fakeMachine{total: 200 << 20, used: 50 << 20}
-	h, err := New(m.options(300 * time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := h.Run(context.Background())
+	h, err := New(m.options(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	target := int64(200<<20) * 5 / 100
 	want := int64(150<<20) - target // what can be taken while leaving the target available
+	st := runUntil(t, h, m, func() bool { return m.held >= want })
 	if st.PeakHeld != want {
 		t.Errorf("peak held %d, want exactly %d (available down to the 5%% target)", st.PeakHeld, want)
 	}
@@ -151,25 +169,26 @@ func TestHogGivesBackWhenTheMachineRunsShort(t *testing.T) {
 // Dirty pages count in MemAvailable but are not the hog's to take.
 func TestHogLeavesDirtyPagesAlone(t *testing.T) {
 	m := &fakeMachine{total: 200 << 20, used: 50 << 20, dirty: 40 << 20}
-	h, err := New(m.options(500 * time.Millisecond))
+	h, err := New(m.options(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := h.Run(context.Background())
-	if want := int64(150<<20) - 10<<20 - 40<<20; st.PeakHeld != want {
+	want := int64(150<<20) - 10<<20 - 40<<20
+	st := runUntil(t, h, m, func() bool { return m.held >= want })
+	if st.PeakHeld != want {
 		t.Fatalf("peak held %d, want %d (available less dirty, less the target)", st.PeakHeld, want)
 	}
 }
 
 func TestHogMaxCapsWhatItHolds(t *testing.T) {
 	m := &fakeMachine{total: 200 << 20}
-	o := m.options(100 * time.Millisecond)
+	o := m.options(time.Minute)
 	o.Max = 3 << 20
 	h, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := h.Run(context.Background())
+	st := runUntil(t, h, m, func() bool { return m.held >= 3<<20 })
 	if st.PeakHeld != 3<<20 {
 		t.Fatalf("peak held %d, want the cap %d", st.PeakHeld, 3<<20)
 	}
@@ -196,7 +215,7 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"--duration", "1s", "--avail-percent", "95"}, code: exitUsage, out: "out of range"},
 		{args: []string{"--bogus"}, code: exitUsage, out: "unknown flag"},
 		// A real run on this machine, capped at 4 MiB.
-		{args: []string{"--duration", "300ms", "--max-mib", "4", "--step-mib", "1", "--oom-victim=false", "--log-level", "warn"},
+		{args: []string{"--duration", "300ms", "--max-mib", "4", "--step-mib", "4", "--oom-victim=false", "--log-level", "warn"},
 			code: exitOK, out: "peak held 4 MiB"},
 	} {
 		var stdout, stderr bytes.Buffer
