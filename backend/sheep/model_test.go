@@ -21,7 +21,7 @@ import (
 // read and the final content against an in-memory model.
 func TestRandomOpsAgainstModel(t *testing.T) {
 	c, err := local.Start(context.Background(), local.Options{
-		Dir: t.TempDir(), Nodes: 4, Copies: 2, ObjectSize: 64 << 10, RegisterTTL: 2 * time.Second, NodeCapacity: 1 << 40,
+		Dir: t.TempDir(), Nodes: 4, Copies: 2, ObjectSize: 64 << 10, NodeCapacity: 1 << 40,
 	})
 	if err != nil {
 		t.Fatal(err)

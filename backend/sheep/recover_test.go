@@ -84,7 +84,7 @@ func TestRecoverAfterJoinAndRemove(t *testing.T) {
 	c := startCluster(t, 3, 2)
 	vdi := createVDI(t, c, "disk", 128<<20)
 	cl := c.Client()
-	b := open(t, c, "disk")
+	b := openWith(t, c, "disk", bulkTimeout)
 	exts := writeExtents(t, b, 48, 5)
 	if err := b.Flush(); err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestRecoverAfterJoinAndRemove(t *testing.T) {
 	if _, err := cl.Join(ctx, cluster.Member{ID: c.Node(i).ID(), Capacity: 1 << 40}); err != nil {
 		t.Fatal(err)
 	}
-	b = open(t, c, "disk")
+	b = openWith(t, c, "disk", bulkTimeout)
 	verify(t, b, exts)
 	if _, err := sheepbackend.Recover(ctx, sheepbackend.RecoverOptions{Cluster: cl}); !errors.Is(err, cluster.ErrVDIInUse) {
 		t.Fatalf("recover with the vdi open: %v, want ErrVDIInUse", err)
@@ -122,7 +122,7 @@ func TestRecoverAfterJoinAndRemove(t *testing.T) {
 		t.Fatal("the joined node got no objects")
 	}
 	checkPlacement(t, c, vdi, e)
-	b = open(t, c, "disk")
+	b = openWith(t, c, "disk", bulkTimeout)
 	verify(t, b, exts)
 	b.Close()
 
@@ -144,7 +144,7 @@ func TestRecoverAfterJoinAndRemove(t *testing.T) {
 		t.Fatalf("after removal: %+v, epoch %+v", res, e)
 	}
 	checkPlacement(t, c, vdi, e)
-	b = open(t, c, "disk")
+	b = openWith(t, c, "disk", bulkTimeout)
 	verify(t, b, exts)
 	for off := int64(0); off < vdi.Size; off += vdi.ObjectSize {
 		if _, err := b.WriteAt([]byte("writable again"), off); err != nil {

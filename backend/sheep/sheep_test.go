@@ -27,7 +27,7 @@ const callTimeout = 2 * time.Second
 func startCluster(t testing.TB, nodes, copies int) *local.Cluster {
 	t.Helper()
 	c, err := local.Start(context.Background(), local.Options{
-		Dir: t.TempDir(), Nodes: nodes, Copies: copies, RegisterTTL: 2 * time.Second, NodeCapacity: 1 << 40,
+		Dir: t.TempDir(), Nodes: nodes, Copies: copies, NodeCapacity: 1 << 40,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -45,9 +45,20 @@ func createVDI(t testing.TB, c *local.Cluster, name string, size int64) cluster.
 	return v
 }
 
+// open opens a VDI with the short call timeout the failure tests bound
+// their failures by.
 func open(t testing.TB, c *local.Cluster, name string) *sheepbackend.Backend {
 	t.Helper()
-	b, err := sheepbackend.Open(context.Background(), sheepbackend.Options{Cluster: c.Client(), VDI: name, CallTimeout: callTimeout})
+	return openWith(t, c, name, callTimeout)
+}
+
+// bulkTimeout is the call timeout of tests that move a lot of data: they
+// test content, and a -race build on a loaded machine is slow.
+const bulkTimeout = 60 * time.Second
+
+func openWith(t testing.TB, c *local.Cluster, name string, timeout time.Duration) *sheepbackend.Backend {
+	t.Helper()
+	b, err := sheepbackend.Open(context.Background(), sheepbackend.Options{Cluster: c.Client(), VDI: name, CallTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +169,7 @@ func TestReplicatedIO(t *testing.T) {
 	}
 	c := startCluster(t, 3, 3)
 	vdi := createVDI(t, c, "disk", 1<<30)
-	b := open(t, c, "disk")
+	b := openWith(t, c, "disk", bulkTimeout)
 
 	start := time.Now()
 	exts := writeExtents(t, b, 400, 1) // ~200 MiB over 400 of the 1024 slots
@@ -259,7 +270,7 @@ func checkReplicas(t *testing.T, c *local.Cluster, vdi cluster.VDI, objects map[
 func TestPlacementFollowsRing(t *testing.T) {
 	c := startCluster(t, 5, 2)
 	vdi := createVDI(t, c, "disk", 256<<20)
-	b := open(t, c, "disk")
+	b := openWith(t, c, "disk", bulkTimeout)
 	p := bytes.Repeat([]byte("sheep"), 1000)
 	objects := map[uint32]bool{}
 	for idx := uint32(0); idx < 64; idx++ {
@@ -317,11 +328,13 @@ func TestPlacementFollowsRing(t *testing.T) {
 func TestNodeFailureAndRestart(t *testing.T) {
 	c := startCluster(t, 3, 3)
 	vdi := createVDI(t, c, "disk", 256<<20)
-	b := open(t, c, "disk")
-	exts := writeExtents(t, b, 64, 2)
-	if err := b.Flush(); err != nil {
+	writer := openWith(t, c, "disk", bulkTimeout)
+	exts := writeExtents(t, writer, 64, 2)
+	if err := writer.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	writer.Close()
+	b := open(t, c, "disk") // failures below are bounded by its timeout
 
 	// Node 1 stops answering while still listed (hung, then gone: a crash
 	// before its lease expires). A proxy in front of it plays the fault.
@@ -408,7 +421,7 @@ func TestNodeFailureAndRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fresh := open(t, c, "disk")
+	fresh := openWith(t, c, "disk", bulkTimeout)
 	verify(t, fresh, exts)
 	// The old client recovers too (it redials with backoff).
 	deadline := time.Now().Add(15 * time.Second)
@@ -605,7 +618,7 @@ func TestOpenWithUnreachableNode(t *testing.T) {
 func TestSpareGetsNoData(t *testing.T) {
 	c := startCluster(t, 3, 3)
 	createVDI(t, c, "disk", 64<<20)
-	b := open(t, c, "disk")
+	b := openWith(t, c, "disk", bulkTimeout)
 	reg, err := c.Client().Register(context.Background(), cluster.Node{ID: "node-new", Addr: clustertest.ClosedAddr(t), Capacity: 1 << 40}, cluster.RegisterOptions{})
 	if err != nil {
 		t.Fatal(err)
