@@ -202,7 +202,7 @@ sheep_up() {
 		sheep_down
 		return 1
 	}
-	ublk_up -t sheep --vdi bench --etcd "$SHEEP_ETCD" || {
+	ublk_up -t sheep --vdi bench --etcd "$SHEEP_ETCD" --secret-file "$SHEEP_DIR/secret" || {
 		sheep_down
 		return 1
 	}

@@ -10,7 +10,7 @@ cluster_dir="$SCRATCH/cluster"
 start_local_cluster "$cluster_dir"
 say "ok: local cluster up: $($DOG node list --json | $JQ -c '[.[].addr]')"
 check "dog vdi create disk1 256M" $DOG vdi create disk1 256M
-ublk_add -t sheep --vdi disk1 -q 2 -d 32
+ublk_add -t sheep --vdi disk1 -q 2 -d 32 --secret-file "$CLUSTER_SECRET"
 check "the kernel sees 256 MiB" test "$($BLOCKDEV --getsize64 "$DEV")" = 268435456
 check "mkfs.ext4 on $DEV" $MKFS_EXT4 -q -F "$DEV"
 mkdir -p /mnt/sheep

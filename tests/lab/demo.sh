@@ -40,8 +40,8 @@ run $DOG node list
 run $DOG vdi create disk1 256M
 run $DOG vdi list
 echo
-echo "lab# ublkctl add -t sheep --vdi disk1"
-ublk_add -t sheep --vdi disk1
+echo "lab# ublkctl add -t sheep --vdi disk1 --secret-file $CLUSTER_SECRET"
+ublk_add -t sheep --vdi disk1 --secret-file "$CLUSTER_SECRET"
 run "$UBLKCTL" list
 run $MKFS_EXT4 -q -F "$DEV"
 run mount -t ext4 "$DEV" /mnt/demo

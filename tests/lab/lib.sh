@@ -136,12 +136,14 @@ drop_caches() {
 
 # start_local_cluster DIR: `dog cluster start-local` (embedded etcd + 3
 # sheep nodes on 127.0.0.1, copies=3) in the background, data under DIR;
-# waits until dog lists 3 nodes. Sets CLUSTER_PID; cleanup stops it.
+# waits until dog lists 3 nodes. Sets CLUSTER_PID (cleanup stops it) and
+# CLUSTER_SECRET, the file with the secret the nodes require of clients.
 DOG=/usr/local/bin/dog
 start_local_cluster() {
 	rm -rf "$1"
 	$DOG cluster start-local --dir "$1" --nodes 3 --copies 3 >"$WORK/cluster.log" 2>&1 &
 	CLUSTER_PID=$!
+	CLUSTER_SECRET=$1/secret
 	_i=0
 	until $DOG node list --json 2>/dev/null | $JQ -e 'length == 3' >/dev/null 2>&1; do
 		_i=$((_i + 1))
