@@ -13,6 +13,7 @@ import (
 	"github.com/sheepblk/sheepblk/backend"
 	"github.com/sheepblk/sheepblk/backend/sheep"
 	"github.com/sheepblk/sheepblk/cluster"
+	"github.com/sheepblk/sheepblk/internal/rpcflags"
 	"github.com/sheepblk/sheepblk/internal/units"
 	"github.com/sheepblk/sheepblk/rpc"
 )
@@ -26,8 +27,9 @@ type Target struct {
 	FailRange string `json:"fail_range,omitempty"` // testing: "OFF:LEN", reads and writes there fail with EIO
 	VDI       string `json:"vdi,omitempty"`        // sheep: the VDI to serve
 	Etcd      string `json:"etcd,omitempty"`       // sheep: etcd endpoints, comma-separated
-	// SecretFile is the sheep target's cluster secret file (mode 0600).
-	SecretFile string `json:"secret_file,omitempty"`
+	// Security is the sheep target's cluster secret file (mode 0600) and
+	// TLS files, as the nodes' --secret-file and --tls-* flags.
+	Security rpcflags.Security `json:"security"`
 }
 
 // TargetTypes are the types Open knows.
@@ -63,8 +65,8 @@ func (t *Target) Check() error {
 	default:
 		return fmt.Errorf("unknown target type %q (one of %s)", t.Type, strings.Join(TargetTypes, ", "))
 	}
-	if t.SecretFile != "" && t.Type != "sheep" {
-		return errors.New("--secret-file is only for the sheep target")
+	if t.Security != (rpcflags.Security{}) && t.Type != "sheep" {
+		return errors.New("--secret-file and --tls-* are only for the sheep target")
 	}
 	if t.Size < 0 {
 		return errors.New("--size must not be negative")
@@ -162,12 +164,8 @@ func openSheep(t *Target, o OpenOptions) (*sheepTarget, error) {
 		endpoints = strings.Split(eps, ",")
 	}
 	var rpcOpts rpc.ClientOptions
-	if t.SecretFile != "" {
-		secret, err := rpc.ReadSecretFile(t.SecretFile)
-		if err != nil {
-			return nil, err
-		}
-		rpcOpts.Secret = secret
+	if err := t.Security.ApplyClient(&rpcOpts); err != nil {
+		return nil, err
 	}
 	cli, err := cluster.Connect(cluster.Options{Endpoints: endpoints})
 	if err != nil {

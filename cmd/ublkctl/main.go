@@ -17,6 +17,7 @@ import (
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/daemon"
 	"github.com/sheepblk/sheepblk/internal/logging"
+	"github.com/sheepblk/sheepblk/internal/rpcflags"
 	"github.com/sheepblk/sheepblk/internal/units"
 	"github.com/sheepblk/sheepblk/ublk"
 	"github.com/sheepblk/sheepblk/ublk/uapi"
@@ -90,7 +91,7 @@ func addCmd() *cobra.Command {
 	fl.StringVarP(&f.target.Type, "type", "t", "", "target: null, mem, file or sheep")
 	fl.StringVar(&f.target.VDI, "vdi", "", "sheep target: the VDI to serve")
 	fl.StringVar(&f.target.Etcd, "etcd", "", "sheep target: etcd endpoints, comma-separated (default $"+daemon.EnvEtcd+", else "+cluster.DefaultEndpoint+")")
-	fl.StringVar(&f.target.SecretFile, "secret-file", "", "sheep target: file with the cluster secret (mode 0600), as the nodes' --secret-file")
+	f.target.Security.Register(fl, rpcflags.Client)
 	fl.StringVar(&f.target.File, "file", "", "file target: backing file or block device (created sparse at --size if missing)")
 	fl.StringVar(&f.size, "size", "", "device size, e.g. 8G (file target: defaults to the file's size)")
 	fl.IntVarP(&f.id, "number", "n", ublk.AnyID, "device id (default: the first free one)")
@@ -162,10 +163,12 @@ func (f *addFlags) options() (daemon.Options, error) {
 	if err := f.target.Check(); err != nil {
 		return o, usageError{err}
 	}
-	if f.target.SecretFile != "" {
-		// Absolute, so `recover` from another directory finds it too.
-		if f.target.SecretFile, err = filepath.Abs(f.target.SecretFile); err != nil {
-			return o, usagef("--secret-file: %v", err)
+	// Absolute paths, so `recover` from another directory finds them too.
+	for _, p := range []*string{&f.target.Security.SecretFile, &f.target.Security.TLS.Cert, &f.target.Security.TLS.Key, &f.target.Security.TLS.CA} {
+		if *p != "" {
+			if *p, err = filepath.Abs(*p); err != nil {
+				return o, usageError{err}
+			}
 		}
 	}
 	o.Target = f.target
