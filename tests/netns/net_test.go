@@ -111,7 +111,7 @@ func sweepStale(t *testing.T) {
 		pidStr, _, _ := strings.Cut(rest, "-")
 		if pid, err := strconv.Atoi(pidStr); err == nil && !pidAlive(pid) {
 			t.Logf("removing namespace %s left by an earlier run", name)
-			if err := ip("netns", "delete", name); err != nil {
+			if err := deleteNamespace(name); err != nil {
 				t.Log(err)
 			}
 		}
@@ -134,6 +134,21 @@ func sweepStale(t *testing.T) {
 			}
 		}
 	}
+}
+
+// deleteNamespace kills every process left in namespace ns (nodes of a
+// run that was killed), then deletes it.
+func deleteNamespace(ns string) error {
+	out, err := ipOutput("netns", "pids", ns)
+	if err != nil {
+		return err
+	}
+	for _, f := range strings.Fields(out) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+	return ip("netns", "delete", ns)
 }
 
 // requireSubnetFree skips the test when the host already uses the subnet:
@@ -209,7 +224,13 @@ func (n *testNet) Close() {
 	n.once.Do(func() {
 		for i := len(n.teardown) - 1; i >= 0; i-- {
 			args := strings.Fields(n.teardown[i])
-			if err := ip(args...); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+			var err error
+			if args[0] == "netns" && args[1] == "delete" {
+				err = deleteNamespace(args[2])
+			} else {
+				err = ip(args...)
+			}
+			if err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 				fmt.Fprintf(os.Stderr, "netns test cleanup: %v\n", err)
 			}
 		}
@@ -234,11 +255,18 @@ func (n *testNet) closeOnSignal() (stop func()) {
 	return func() { signal.Stop(sig); close(done) }
 }
 
-// command is a command to run inside node i's namespace. The child
-// is killed if the test process dies (ip netns exec execs the command, so
-// the signal reaches it).
+// command is a command to run inside node i's namespace. It runs through
+// nsenter, which execs the command itself (ip netns exec forks and waits),
+// so the child is the command, and the kernel kills it if the test
+// process dies. Without nsenter it falls back to ip netns exec; the
+// namespace's processes are then killed when it is deleted.
 func (n *testNet) command(ctx context.Context, i int, name string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.ns[i], name}, args...)...)
+	var cmd *exec.Cmd
+	if nsenter, err := exec.LookPath("nsenter"); err == nil {
+		cmd = exec.CommandContext(ctx, nsenter, append([]string{"--net=/run/netns/" + n.ns[i], "--", name}, args...)...)
+	} else {
+		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.ns[i], name}, args...)...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
