@@ -261,7 +261,7 @@ until $DOG vdi create deadlock "${vdi_mib}M" 2>"$WORK/vdi.err"; do
 	sleep 1
 done
 say "ok: dog vdi create deadlock ${vdi_mib}M"
-ublk_add -t sheep --vdi deadlock -q 2 -d 32 $unprot
+ublk_add -t sheep --vdi deadlock -q 2 -d 32 --secret-file "$cluster_dir/secret" $unprot
 daemon_pid=$(dev_field "$DEV_ID" pid)
 daemon_log=$(dev_field "$DEV_ID" 'log_file // empty') # read now: in a hang, ublkctl might block too
 check "mkfs.ext4 on $DEV" $MKFS_EXT4 -q -F "$DEV"
