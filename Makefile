@@ -64,6 +64,7 @@ test-lab: build lab-runner
 	$(LAB_BIN) run --kernel 6.12 --timeout 20m $(LAB_FLAGS) || status=1; \
 	$(LAB_BIN) run --kernel 7.3 --timeout 8m $(LAB_FLAGS) 00-lab-sanity 05-features 12-target-file || status=1; \
 	$(LAB_BIN) run --kernel 6.12 --mem 640 --scratch 12G --hung-task-secs 10 --go-test= --timeout 50m --test-timeout 45m --out out/lab-deadlock $(LAB_FLAGS) reclaim-deadlock.sh || status=1; \
+	$(LAB_BIN) run --kernel 6.12 --with-qemu --go-test= --timeout 45m --test-timeout 40m --out out/lab-qemu $(LAB_FLAGS) qemu-vm.sh || status=1; \
 	exit $$status
 
 demo: build lab-runner
