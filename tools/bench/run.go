@@ -79,7 +79,8 @@ func run(ctx context.Context, o *options, p plan.Plan) error {
 }
 
 // rerender renders a saved run again: after notes were written, or by a
-// newer renderer. Nothing runs.
+// newer renderer. Nothing runs. DIR/notes.md (or --notes) goes into the
+// report and, unless DIR/readme-notes.md gives a shorter text, the README.
 func rerender(o *options) error {
 	rep, err := report.Load(filepath.Join(o.rerender, report.JSONFile))
 	if err != nil {
@@ -97,6 +98,10 @@ func rerender(o *options) error {
 			return usageError{fmt.Errorf("--notes: %w", err)}
 		}
 		rep.Notes, rep.ReadmeNotes = string(b), string(b)
+	}
+	// A shorter text for the README, if one was written next to them.
+	if b, err := os.ReadFile(filepath.Join(o.rerender, "readme-notes.md")); err == nil {
+		rep.ReadmeNotes = string(b)
 	}
 	if err := writeReport(rep, o.rerender, o.readme); err != nil {
 		return err

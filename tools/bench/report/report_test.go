@@ -59,7 +59,7 @@ func TestMarkdown(t *testing.T) {
 		"| null_blk (kernel) | — | 57.0k ±1% |", // median of 57.7k and 56.3k, half range 0.7k
 		"| ublk null | — | 11.5k ±4% |",
 		"| 0.20× (0.20–0.21) | ≥ 0.25× | **missed** |", // 11.5/57.0; per repetition 0.195 and 0.208
-		"not measured: ublk-sheep1 not available: ublkctl add has no sheep target yet",
+		"not measured: ublk-sheep1 not available in this boot",
 		"- ublk sheep, 1 node, copies=1: not available: ublkctl add has no sheep target yet",
 		`failed: fio exited non-zero \| boom`,
 		"grew 0.1 MiB between the two halves of a 60 s mixed run (allowed: 4.0 MiB): met",

@@ -171,7 +171,7 @@ func TestSummarizeRatiosAndTargets(t *testing.T) {
 	check("null/randwrite-4k-qd32x2/iops", false, false)
 	check("file-ext4/randwrite-4k-qd32x2/iops", true, true)
 	check("file-ext4/randread-4k-qd1/iops", true, false)
-	if v := verdicts["net/randread-4k-qd1/p99"]; v.Measured || !strings.Contains(v.Why, "no sheep target yet") {
+	if v := verdicts["net/randread-4k-qd1/p99"]; v.Measured || !strings.Contains(v.Why, "ublk-sheep1 not available") {
 		t.Errorf("net verdict should say why it was not measured: %+v", v)
 	}
 	if v := verdicts["null/randwrite-4k-qd32x2/iops"]; !strings.Contains(v.Why, "no result") {

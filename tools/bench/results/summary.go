@@ -239,9 +239,9 @@ func verdict(pr plan.Pair, t plan.Target, job string, cmps []Comparison, skipped
 	}
 	switch {
 	case skipped[pr.Ublk] != "":
-		v.Why = fmt.Sprintf("%s not available: %s", pr.Ublk, skipped[pr.Ublk])
+		v.Why = fmt.Sprintf("%s not available in this boot (why: under \"not measured\")", pr.Ublk)
 	case skipped[pr.Peer] != "":
-		v.Why = fmt.Sprintf("%s not available: %s", pr.Peer, skipped[pr.Peer])
+		v.Why = fmt.Sprintf("%s not available in this boot (why: under \"not measured\")", pr.Peer)
 	default:
 		v.Why = "no result for one side (see failures)"
 	}
