@@ -216,8 +216,9 @@ func Latency(file string, p plan.Plan, s results.Summary) error {
 		return fmt.Errorf("latency chart: the plan has none of the jobs %v", latencyJobs)
 	}
 	var panels []*plot.Plot
+	legend, named := plot.New(), map[string]bool{}
 	for _, j := range jobs {
-		pl, lines, err := latencyPanel(p, s, j, devices, len(panels) == 0)
+		pl, lines, err := latencyPanel(p, s, j, devices, legend, named)
 		if err != nil {
 			return err
 		}
@@ -230,22 +231,26 @@ func Latency(file string, p plan.Plan, s results.Summary) error {
 	if len(panels) == 0 {
 		return fmt.Errorf("latency chart: no run reported latency percentiles")
 	}
+	// The legend gets a panel of its own: eleven devices over a line
+	// chart would hide the lines.
+	legend.HideAxes()
+	legend.Legend.Top, legend.Legend.Left = true, true
+	legend.Legend.TextStyle.Font.Size = vg.Points(10)
+	panels = append(panels, legend)
 	plots := [][]*plot.Plot{panels}
-	width := vg.Length(len(panels)) * 4.2 * vg.Inch
+	width := vg.Length(len(panels)-1)*4.2*vg.Inch + 2.4*vg.Inch
 	return saveTiles(file, plots, width, 4.4*vg.Inch, "Completion latency percentiles (dashed: kernel driver, solid: ublk; a pair shares a colour)")
 }
 
 // latencyPanel draws one job's percentiles, a line per device that has
-// them, and says how many lines it drew; legend puts the device names in
-// this panel.
-func latencyPanel(p plan.Plan, s results.Summary, j plan.Job, devices []string, legend bool) (*plot.Plot, int, error) {
+// them, and says how many lines it drew; devices not yet in legend are
+// added to it.
+func latencyPanel(p plan.Plan, s results.Summary, j plan.Job, devices []string, legend *plot.Plot, named map[string]bool) (*plot.Plot, int, error) {
 	pl := plot.New()
 	pl.Title.Text = j.Title + " (" + j.LatencySide() + ")"
 	pl.Y.Label.Text = "completion latency, µs"
 	pl.Y.Scale = plot.LogScale{}
 	pl.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	pl.Legend.Top = true
-	pl.Legend.TextStyle.Font.Size = vg.Points(8)
 	lines := 0
 	for di, d := range devices {
 		c, ok := cellOf(s, d, j.Name)
@@ -264,8 +269,9 @@ func latencyPanel(p plan.Plan, s results.Summary, j plan.Job, devices []string, 
 			line.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 		}
 		pl.Add(line, points)
-		if legend {
-			pl.Legend.Add(d, line)
+		if !named[d] {
+			named[d] = true
+			legend.Legend.Add(d, line)
 		}
 		lines++
 	}
