@@ -24,9 +24,10 @@
 # Not in the default lab selection (no NN- prefix): it needs the nested
 # QEMU in the image (make test-lab runs it on its own boot):
 #   lab run --with-qemu --test-timeout 40m --timeout 45m qemu-vm.sh
-# The nested boot dominates: 6 min or more of its own guest time before
-# /init runs when the host is busy (about 90 s on an idle one), plus ~40 s
-# for its dd; the script took about 14 min on a loaded 2-core host.
+# The nested boot dominates: 2.5 to 6 min of its own guest time before
+# its /init runs on the project's shared 2-core hosts (about 90 s on an
+# idle one), then 15-40 s for its dd. The script took 4m49s (load ~6) and
+# 14 min (load ~10).
 # NESTED_TIMEOUT (default 1200 s) bounds the nested VM.
 . ./lib.sh
 need_ublkctl
