@@ -65,6 +65,15 @@ cleanup() {
 	return 0
 }
 
+# Every failure after the device is up says what the daemon and the nodes
+# were doing and logged (lib.sh's write_files and check fail directly).
+fail() {
+	echo "$NAME: FAIL: $*" >&2
+	[ -n "$daemon_pid" ] && [ "$logs_shown" != 1 ] && logs_shown=1 && show_logs
+	cleanup
+	exit 1
+}
+
 now_ms() { awk '{printf "%d\n", $1 * 1000}' /proc/uptime; }
 secs() { awk -v ms="$1" 'BEGIN {printf "%.1f", ms / 1000}'; }
 mem_kib() { awk -v k="$1:" '$1 == k {print $2}' /proc/meminfo; }
@@ -91,7 +100,6 @@ kernel_trouble() {
 	fi
 	if grep -q -e 'I/O error' -e 'EXT4-fs error' -e 'ublk.*error' "$WORK/dmesg"; then
 		grep -e 'I/O error' -e 'EXT4-fs error' -e 'ublk.*error' "$WORK/dmesg" | head -20
-		show_logs
 		fail "the kernel logged an I/O error during $1"
 	fi
 }
@@ -298,7 +306,7 @@ while [ $round -le "$ITERATIONS" ]; do
 	watch $dd_pid "round $round: dd of ${dd_mib} MiB"
 	dd_pid=""
 	kernel_trouble "round $round: dd of ${dd_mib} MiB"
-	[ "$WATCH_RC" = 0 ] || { show_logs; fail "round $round: dd exited $WATCH_RC: $(cat "$WORK/dd.err")"; }
+	[ "$WATCH_RC" = 0 ] || fail "round $round: dd exited $WATCH_RC: $(cat "$WORK/dd.err")"
 	w1=$(now_ms)
 	sync &
 	watch $! "round $round: sync"
