@@ -1,9 +1,7 @@
 package ublk
 
 import (
-	"io"
 	"sync/atomic"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -30,7 +28,10 @@ type dispatcher struct {
 	efd     int
 	order   []uint16 // scratch for draining in FIFO order
 	kick    []chan struct{}
-	zero    []byte // zeroes for backends that cannot write zeroes themselves
+	// inline is set while the queue thread runs an AsyncBackend's Submit:
+	// a request completed inside it needs no eventfd wakeup, since the
+	// queue drains right after.
+	inline atomic.Bool
 }
 
 func newDispatcher(be backend.Backend, depth int, efd int) *dispatcher {
@@ -42,9 +43,6 @@ func newDispatcher(be backend.Backend, depth int, efd int) *dispatcher {
 		order: make([]uint16, 0, depth),
 	}
 	d.head.Store(-1)
-	if _, ok := be.(backend.ZeroWriter); !ok {
-		d.zero = make([]byte, zeroChunk)
-	}
 	for tag := range d.reqs {
 		d.reqs[tag].Bind(d, uint16(tag))
 	}
@@ -66,7 +64,9 @@ func newDispatcher(be backend.Backend, depth int, efd int) *dispatcher {
 // dispatch starts request r (already filled in by the queue).
 func (d *dispatcher) dispatch(r *backend.Request) {
 	if d.async != nil {
+		d.inline.Store(true)
 		d.async.Submit(r)
+		d.inline.Store(false)
 		return
 	}
 	d.kick[r.Tag] <- struct{}{}
@@ -74,7 +74,7 @@ func (d *dispatcher) dispatch(r *backend.Request) {
 
 func (d *dispatcher) worker(r *backend.Request, kick chan struct{}) {
 	for range kick {
-		r.Done(d.serve(r))
+		r.Done(backend.Serve(d.be, r))
 	}
 }
 
@@ -83,60 +83,6 @@ func (d *dispatcher) stop() {
 	for _, k := range d.kick {
 		close(k)
 	}
-}
-
-// serve runs one request on a synchronous backend.
-func (d *dispatcher) serve(r *backend.Request) error {
-	switch r.Op {
-	case backend.OpRead:
-		n, err := d.be.ReadAt(r.Buf, r.Offset)
-		if err == io.EOF && n < len(r.Buf) {
-			clear(r.Buf[n:]) // past the end of a short backing store: zeroes
-			err = nil
-		}
-		return err
-	case backend.OpWrite:
-		if _, err := d.be.WriteAt(r.Buf, r.Offset); err != nil {
-			return err
-		}
-		if r.FUA {
-			return flush(d.be)
-		}
-		return nil
-	case backend.OpFlush:
-		return flush(d.be)
-	case backend.OpDiscard:
-		if dis, ok := d.be.(backend.Discarder); ok {
-			return dis.Discard(r.Offset, int64(r.Length))
-		}
-		return syscall.EOPNOTSUPP
-	case backend.OpWriteZeroes:
-		if z, ok := d.be.(backend.ZeroWriter); ok {
-			return z.WriteZeroes(r.Offset, int64(r.Length))
-		}
-		return d.writeZeroes(r.Offset, int64(r.Length))
-	}
-	return syscall.EOPNOTSUPP
-}
-
-func flush(be backend.Backend) error {
-	if f, ok := be.(backend.Flusher); ok {
-		return f.Flush()
-	}
-	return nil
-}
-
-const zeroChunk = 64 << 10
-
-func (d *dispatcher) writeZeroes(off, n int64) error {
-	for n > 0 {
-		c := min(n, int64(len(d.zero)))
-		if _, err := d.be.WriteAt(d.zero[:c], off); err != nil {
-			return err
-		}
-		off, n = off+c, n-c
-	}
-	return nil
 }
 
 // Complete implements backend.Completer: it may run on any goroutine.
@@ -148,6 +94,13 @@ func (d *dispatcher) Complete(r *backend.Request) {
 		if d.head.CompareAndSwap(old, tag) {
 			break
 		}
+	}
+	// The push above comes before this check, and the queue clears
+	// inline before it drains, so a request pushed while inline was set
+	// (by the queue thread itself, or by a backend goroutine at that
+	// moment) is always in that drain.
+	if d.inline.Load() {
+		return
 	}
 	if d.pending.CompareAndSwap(false, true) {
 		d.wake()
