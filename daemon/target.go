@@ -1,12 +1,14 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -27,6 +29,10 @@ type Target struct {
 	FailRange string `json:"fail_range,omitempty"` // testing: "OFF:LEN", reads and writes there fail with EIO
 	VDI       string `json:"vdi,omitempty"`        // sheep: the VDI to serve
 	Etcd      string `json:"etcd,omitempty"`       // sheep: etcd endpoints, comma-separated
+	// IOTimeout bounds each read, write and discard a sheep node takes
+	// (a flush gets at least 60 s): past it a read fails over to another
+	// replica and a write fails with EIO. 0 means DefaultIOTimeout.
+	IOTimeout time.Duration `json:"io_timeout,omitempty"`
 	// Security is the sheep target's cluster secret file (mode 0600) and
 	// TLS files, as the nodes' --secret-file and --tls-* flags.
 	Security rpcflags.Security `json:"security"`
@@ -34,6 +40,12 @@ type Target struct {
 
 // TargetTypes are the types Open knows.
 var TargetTypes = []string{"null", "mem", "file", "sheep"}
+
+// DefaultIOTimeout is the sheep target's per-call deadline: the SCSI
+// layer's default command timeout. Far longer than a healthy node needs,
+// it leaves room for a node slowed down by memory pressure (its own
+// writeback) before a write is failed.
+const DefaultIOTimeout = 30 * time.Second
 
 // EnvEtcd names the environment variable with the default etcd endpoints
 // of the sheep target (and of dog).
@@ -173,6 +185,7 @@ func openSheep(t *Target, o OpenOptions) (*sheepTarget, error) {
 	}
 	be, err := sheep.Open(context.Background(), sheep.Options{
 		Cluster: cli, VDI: t.VDI, MaxInFlight: o.InFlight, MaxIOSize: o.MaxIO, Logger: o.Logger, RPC: rpcOpts,
+		CallTimeout: cmp.Or(t.IOTimeout, DefaultIOTimeout),
 	})
 	if err != nil {
 		cli.Close()
