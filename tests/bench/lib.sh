@@ -188,7 +188,9 @@ sheep_up() {
 		>"$WORK/cluster.log" 2>&1 &
 	SHEEP_CLUSTER_PID=$!
 	_i=0
-	until "$DOG" --etcd "$SHEEP_ETCD" node list --json 2>/dev/null | $JQ -e "length == $1" >/dev/null 2>&1; do
+	# jq -e exits 0 on empty input: test the captured output.
+	until _nodes=$("$DOG" --etcd "$SHEEP_ETCD" node list --json 2>/dev/null) && [ -n "$_nodes" ] &&
+		echo "$_nodes" | $JQ -e "length == $1" >/dev/null 2>&1; do
 		_i=$((_i + 1))
 		if [ $_i -ge 300 ] || ! kill -0 "$SHEEP_CLUSTER_PID" 2>/dev/null; then
 			REASON="dog cluster start-local did not show $1 node(s) within 30 s: $(tail -n 1 "$WORK/cluster.log")"

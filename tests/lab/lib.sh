@@ -145,9 +145,12 @@ start_local_cluster() {
 	CLUSTER_PID=$!
 	CLUSTER_SECRET=$1/secret
 	_i=0
-	until $DOG node list --json 2>/dev/null | $JQ -e 'length == 3' >/dev/null 2>&1; do
+	# jq -e exits 0 on empty input, and dog prints nothing until etcd
+	# answers: test the captured output, and that every node is up.
+	until _nodes=$($DOG node list --json 2>/dev/null) && [ -n "$_nodes" ] &&
+		echo "$_nodes" | $JQ -e 'length == 3 and all(.[]; .state == "up")' >/dev/null 2>&1; do
 		_i=$((_i + 1))
-		[ $_i -lt 300 ] || { cat "$WORK/cluster.log"; fail "the local cluster did not show 3 nodes within 30 s"; }
+		[ $_i -lt 900 ] || { cat "$WORK/cluster.log"; fail "the local cluster did not show 3 nodes up within 90 s"; }
 		kill -0 $CLUSTER_PID 2>/dev/null || { cat "$WORK/cluster.log"; fail "dog cluster start-local exited"; }
 		sleep 0.1
 	done

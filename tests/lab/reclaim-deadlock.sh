@@ -252,7 +252,9 @@ rm -rf "$cluster_dir"
 $DOG cluster start-local --dir "$cluster_dir" --nodes 3 --copies 3 $unprot >"$WORK/cluster.log" 2>&1 &
 cluster_pid=$!
 i=0
-until $DOG node list --json 2>/dev/null | $JQ -e 'length == 3' >/dev/null 2>&1; do
+# jq -e exits 0 on empty input: test the captured output.
+until _nodes=$($DOG node list --json 2>/dev/null) && [ -n "$_nodes" ] &&
+	echo "$_nodes" | $JQ -e 'length == 3' >/dev/null 2>&1; do
 	i=$((i + 1))
 	[ $i -lt 600 ] || { cat "$WORK/cluster.log"; fail "the local cluster did not show 3 nodes within 60 s"; }
 	kill -0 $cluster_pid 2>/dev/null || { cat "$WORK/cluster.log"; fail "dog cluster start-local exited"; }
