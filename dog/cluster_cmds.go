@@ -64,12 +64,7 @@ func clusterInfoCmd(g *globals) *cobra.Command {
 		Use:   "info",
 		Short: "Show the cluster settings and how many nodes and VDIs it has",
 		Args:  cobra.NoArgs,
-		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			cl, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: g.withClient(func(cmd *cobra.Command, _ []string, cl *cluster.Client) error {
 			ctx := cmd.Context()
 			info := ClusterInfo{Etcd: cl.Endpoints()}
 			s, err := cl.Settings(ctx)
@@ -120,12 +115,7 @@ func nodeListCmd(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "List the storage nodes: up, spare (live, not a member: holds no data) or down (a member not running)",
 		Args:  cobra.NoArgs,
-		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			cl, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: g.withClient(func(cmd *cobra.Command, _ []string, cl *cluster.Client) error {
 			nodes, err := cl.Members(cmd.Context())
 			if err != nil {
 				return err
@@ -158,12 +148,7 @@ func nodeJoinCmd(g *globals) *cobra.Command {
 			"member; the data stays where it is (and I/O follows it) until `dog cluster recover` copies\n" +
 			"each object to its new place and switches the placement.",
 		Args: args(1, "a node ID"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			cl, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: g.withClient(func(cmd *cobra.Command, args []string, cl *cluster.Client) error {
 			ctx := cmd.Context()
 			nodes, err := cl.Nodes(ctx)
 			if err != nil {
@@ -192,12 +177,7 @@ func nodeRemoveCmd(g *globals) *cobra.Command {
 		Use:   "remove ID",
 		Short: "Take a node out of the membership for good; `dog cluster recover` then re-replicates its objects",
 		Args:  args(1, "a node ID"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			cl, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: g.withClient(func(cmd *cobra.Command, args []string, cl *cluster.Client) error {
 			e, err := cl.RemoveMember(cmd.Context(), args[0])
 			if err != nil {
 				return err

@@ -85,6 +85,19 @@ func (g *globals) connect() (*cluster.Client, error) {
 // run adapts a command body: its errors are failures (exit 1) unless they
 // say they are bad usage (usageError, or cluster.ErrInvalid: a value the
 // cluster refuses, such as a size that is not a block multiple).
+// withClient is run for a command that needs the cluster: it connects
+// first and closes the connection after.
+func (g *globals) withClient(f func(cmd *cobra.Command, args []string, cl *cluster.Client) error) func(*cobra.Command, []string) error {
+	return run(func(cmd *cobra.Command, args []string) error {
+		cl, err := g.connect()
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		return f(cmd, args, cl)
+	})
+}
+
 func run(f func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		err := f(cmd, args)

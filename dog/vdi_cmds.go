@@ -59,12 +59,7 @@ func vdiListCmd(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "List the VDIs",
 		Args:  cobra.NoArgs,
-		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			cl, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: g.withClient(func(cmd *cobra.Command, _ []string, cl *cluster.Client) error {
 			vdis, err := cl.VDIs(cmd.Context())
 			if err != nil {
 				return err
