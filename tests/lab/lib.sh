@@ -134,16 +134,18 @@ drop_caches() {
 	echo 3 >/proc/sys/vm/drop_caches
 }
 
-# start_local_cluster DIR: `dog cluster start-local` (embedded etcd + 3
+# start_local_cluster DIR [ARGS...]: `dog cluster start-local ARGS` (embedded etcd + 3
 # sheep nodes on 127.0.0.1, copies=3) in the background, data under DIR;
 # waits until dog lists 3 nodes. Sets CLUSTER_PID (cleanup stops it) and
 # CLUSTER_SECRET, the file with the secret the nodes require of clients.
 DOG=/usr/local/bin/dog
 start_local_cluster() {
-	rm -rf "$1"
-	$DOG cluster start-local --dir "$1" --nodes 3 --copies 3 >"$WORK/cluster.log" 2>&1 &
+	_dir=$1
+	shift
+	rm -rf "$_dir"
+	$DOG cluster start-local --dir "$_dir" --nodes 3 --copies 3 "$@" >"$WORK/cluster.log" 2>&1 &
 	CLUSTER_PID=$!
-	CLUSTER_SECRET=$1/secret
+	CLUSTER_SECRET=$_dir/secret
 	_i=0
 	# jq -e exits 0 on empty input, and dog prints nothing until etcd
 	# answers: test the captured output, and that every node is up.

@@ -248,18 +248,8 @@ say "mode $mode: guest RAM $ram_mib MiB (MemTotal $((total_kib / 1024)) MiB, Mem
 
 t0=$(now_ms)
 cluster_dir="$SCRATCH/deadlock-cluster"
-rm -rf "$cluster_dir"
-$DOG cluster start-local --dir "$cluster_dir" --nodes 3 --copies 3 $unprot >"$WORK/cluster.log" 2>&1 &
-cluster_pid=$!
-i=0
-# jq -e exits 0 on empty input: test the captured output.
-until _nodes=$($DOG node list --json 2>/dev/null) && [ -n "$_nodes" ] &&
-	echo "$_nodes" | $JQ -e 'length == 3' >/dev/null 2>&1; do
-	i=$((i + 1))
-	[ $i -lt 600 ] || { cat "$WORK/cluster.log"; fail "the local cluster did not show 3 nodes within 60 s"; }
-	kill -0 $cluster_pid 2>/dev/null || { cat "$WORK/cluster.log"; fail "dog cluster start-local exited"; }
-	sleep 0.1
-done
+start_local_cluster "$cluster_dir" $unprot
+cluster_pid=$CLUSTER_PID
 say "ok: 3 sheep nodes up in process $cluster_pid"
 # Seen twice in the lab (never on the host): right after the nodes show up,
 # `vdi create` says the cluster is not formatted. Retry, and say so.
