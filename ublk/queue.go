@@ -1,6 +1,7 @@
 package ublk
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -167,7 +168,9 @@ func (q *queue) run(ready chan<- error) error {
 	// cannot finish before this thread is in the kernel serving them.
 	ready <- nil
 	for q.live > 0 && !(q.stopping.Load() && q.inBackend == 0) {
-		if _, err := ring.SubmitAndWait(1); err != nil && err != syscall.EBUSY {
+		// EBUSY and EAGAIN: completions must be reaped before more can be
+		// submitted; the reap below makes room.
+		if _, err := ring.SubmitAndWait(1); err != nil && !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.EAGAIN) {
 			q.log.Error().Err(err).Msg("io_uring_enter failed; queue stops")
 			return err
 		}
