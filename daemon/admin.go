@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sheepblk/sheepblk/ublk"
 	"github.com/sheepblk/sheepblk/ublk/uapi"
 )
@@ -98,7 +100,14 @@ func List(ctrl *ublk.Controller) ([]DeviceStatus, error) {
 // Delete removes device id: its daemon is asked to stop (SIGTERM), which
 // stops and deletes the device itself; a daemon that is gone or does not
 // finish within timeout is dealt with here (SIGKILL, STOP_DEV, DEL_DEV).
-func Delete(ctrl *ublk.Controller, id uint32, timeout time.Duration) error {
+// A device with a mounted file system is refused unless force: removing
+// it under the file system fails every write still in the page cache.
+func Delete(ctrl *ublk.Controller, id uint32, timeout time.Duration, force bool) error {
+	if !force {
+		if mnt := mountPoint(fmt.Sprintf("/dev/ublkb%d", id)); mnt != "" {
+			return fmt.Errorf("/dev/ublkb%d is mounted on %s: umount it first (or del --force)", id, mnt)
+		}
+	}
 	info, err := ctrl.DeviceInfo(id)
 	if err != nil {
 		if errors.Is(err, syscall.ENODEV) {
@@ -141,4 +150,30 @@ func waitExit(pid int, timeout time.Duration) bool {
 		}
 	}
 	return !Alive(pid)
+}
+
+// mountPoint is where the block device at path is mounted, or "".
+func mountPoint(path string) string {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return ""
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	return mountPointIn(string(b), unix.Major(st.Rdev), unix.Minor(st.Rdev))
+}
+
+// mountPointIn finds the first mount of device major:minor in a
+// mountinfo text (field 3 is major:minor, field 5 the mount point).
+func mountPointIn(mountinfo string, major, minor uint32) string {
+	want := fmt.Sprintf("%d:%d", major, minor)
+	for _, line := range strings.Split(mountinfo, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && f[2] == want {
+			return f[4]
+		}
+	}
+	return ""
 }

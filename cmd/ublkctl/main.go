@@ -263,7 +263,7 @@ func (f *daemonFlags) spawn() error {
 
 func delCmd() *cobra.Command {
 	var id int
-	var all bool
+	var all, force bool
 	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "del -n ID | -a",
@@ -285,7 +285,7 @@ func delCmd() *cobra.Command {
 			}
 			var errs []error
 			for _, i := range ids {
-				if err := daemon.Delete(ctrl, i, timeout); err != nil {
+				if err := daemon.Delete(ctrl, i, timeout, force); err != nil {
 					errs = append(errs, err)
 				}
 			}
@@ -295,6 +295,7 @@ func delCmd() *cobra.Command {
 	c.Flags().IntVarP(&id, "number", "n", -1, "device id")
 	c.Flags().BoolVarP(&all, "all", "a", false, "every device")
 	c.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for a daemon to stop before killing it")
+	c.Flags().BoolVar(&force, "force", false, "remove a device even while a file system on it is mounted")
 	return c
 }
 

@@ -15,6 +15,11 @@ check "umount" umount /mnt/mem
 drop_caches
 check "mount $DEV again" mount -t ext4 "$DEV" /mnt/mem
 verify_files /mnt/mem
+# del refuses a device whose file system is mounted (one line, non-zero).
+"$UBLKCTL" del -n "$DEV_ID" 2>"$WORK/del-mounted.err" && fail "ublkctl del of a mounted device succeeded"
+check "del of the mounted device says so in one line" test "$(wc -l <"$WORK/del-mounted.err")" -eq 1
+check "... naming the mount point" grep -q "mounted on /mnt/mem" "$WORK/del-mounted.err"
+check "the device is still there" test -b "$DEV"
 check "umount" umount /mnt/mem
 check "e2fsck -fn finds $DEV clean" $E2FSCK -f -n "$DEV"
 ublk_del "$DEV_ID"
