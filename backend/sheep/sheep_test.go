@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/sheepblk/sheepblk/backend"
 	sheepbackend "github.com/sheepblk/sheepblk/backend/sheep"
 	"github.com/sheepblk/sheepblk/cluster"
@@ -109,29 +111,15 @@ func writeExtents(t *testing.T, b *sheepbackend.Backend, count int, seed uint64)
 	return exts
 }
 
+// parallel runs f for 0..n-1 on 8 goroutines and fails on the first error.
 func parallel(t *testing.T, n int, f func(i int) error) {
 	t.Helper()
-	var wg sync.WaitGroup
-	next := make(chan int)
-	errs := make(chan error, n)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := f(i); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(8)
 	for i := range n {
-		next <- i
+		g.Go(func() error { return f(i) })
 	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -15,13 +15,14 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"golang.org/x/sync/errgroup"
 
 	sheepbackend "github.com/sheepblk/sheepblk/backend/sheep"
 	"github.com/sheepblk/sheepblk/cluster"
@@ -384,29 +385,14 @@ func tail(s string, n int) string {
 }
 
 // parallel runs f for 0..n-1 on 8 goroutines and fails on the first error.
-func parallel(t *testing.T, n int, f func(k int) error) {
+func parallel(t *testing.T, n int, f func(i int) error) {
 	t.Helper()
-	var wg sync.WaitGroup
-	next := make(chan int)
-	errs := make(chan error, n)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range next {
-				if err := f(k); err != nil {
-					errs <- err
-				}
-			}
-		}()
+	var g errgroup.Group
+	g.SetLimit(8)
+	for i := range n {
+		g.Go(func() error { return f(i) })
 	}
-	for k := range n {
-		next <- k
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
 }
