@@ -242,11 +242,10 @@ func (b *Backend) watchVDI(ctx context.Context) {
 
 // rebuild installs the topology of an epoch and the live node list.
 func (b *Backend) rebuild(e cluster.Epoch, live []cluster.Node) {
-	// Place by where the data is: after a membership change, the old
-	// placement until a recovery has moved the objects.
-	pm := e.Placement()
-	members := make([]placement.Node, len(pm))
-	for i, m := range pm {
+	// The ring is every member of the epoch, up or not: the nodes recover
+	// what they now hold, so I/O always goes by the current membership.
+	members := make([]placement.Node, len(e.Members))
+	for i, m := range e.Members {
 		members[i] = placement.Node{ID: placement.NodeID(m.ID), Zone: m.Zone, Capacity: m.Capacity}
 	}
 	ring, err := placement.New(members)

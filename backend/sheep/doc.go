@@ -22,8 +22,7 @@
 // backend holds the VDI "in use" (cluster.VDIHandle), so no recovery moves
 // its objects, and it fails every request once the VDI is deleted.
 //
-// Purge removes a deleted VDI's objects from the nodes; Recover moves
-// objects to their new places after a membership change (offline).
+// Purge removes a deleted VDI's objects from the nodes.
 //
 // Every call has a deadline (Options.CallTimeout; FlushTimeout for flushes,
 // which sync everything written since the last one), so a dead cluster
