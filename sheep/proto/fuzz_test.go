@@ -15,6 +15,9 @@ func FuzzDecodeRequest(f *testing.F) {
 		{Op: OpWrite, Flags: FlagFUA, Object: NewObjectID(2, 3), Offset: 100, Length: 7},
 		{Op: OpListObjects, Length: 10, Aux: 100},
 		{Op: OpFlush},
+		{Op: OpListObjects, Flags: FlagAllCopies, Object: 5, Length: MaxListPage},
+		{Op: OpReadPeer, Epoch: 3, Object: NewObjectID(4, 5), Length: DefaultObjectSize},
+		{Op: OpReadPeer, Flags: FlagAllCopies, Object: 1, Length: DefaultObjectSize},
 		{Op: 99},
 	} {
 		f.Add(encodeRequest(r), uint32(DefaultObjectSize))
@@ -44,6 +47,16 @@ func FuzzDecodeRequest(f *testing.F) {
 			if r.Length == 0 || r.Length > MaxListPage {
 				t.Fatalf("accepted page of %d", r.Length)
 			}
+		case OpReadPeer:
+			if r.Offset != 0 || r.Length != objectSize || r.Aux != 0 || !r.Object.Valid() {
+				t.Fatalf("accepted read-peer %+v for a %d-byte object", r, objectSize)
+			}
+		}
+		if r.Flags&FlagAllCopies != 0 && r.Op != OpListObjects {
+			t.Fatalf("accepted all-copies on %v", r.Op)
+		}
+		if r.Flags&FlagFUA != 0 && r.Op != OpWrite && r.Op != OpCreateAndWrite && r.Op != OpDiscard {
+			t.Fatalf("accepted FUA on %v", r.Op)
 		}
 	})
 }
@@ -54,6 +67,8 @@ func FuzzDecodeResponse(f *testing.F) {
 	f.Add(enc(Response{Length: 8, Flags: RespMore}), AppendObjectID(nil, 1), byte(OpListObjects), uint32(4))
 	f.Add(enc(Response{Status: StatusIOError, Length: 2}), []byte("no"), byte(OpWrite), uint32(2))
 	f.Add([]byte{1}, []byte{}, byte(OpFlush), uint32(0))
+	f.Add(enc(Response{Length: 4, Aux: 6}), []byte("objx"), byte(OpReadPeer), uint32(4))
+	f.Add(enc(Response{Status: StatusNotReady, Length: 3}), []byte("not"), byte(OpReadPeer), uint32(4096))
 	f.Fuzz(func(t *testing.T, hdr, body []byte, op byte, length uint32) {
 		req := Request{Op: Op(op), Length: length}
 		r, err := DecodeResponse(hdr, body, &req)
@@ -69,7 +84,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		if r.Status != StatusOK && len(body) > MaxErrorMessage {
 			t.Fatalf("accepted a %d-byte error message", len(body))
 		}
-		if r.Status == StatusOK && req.Op == OpRead && r.Length != req.Length {
+		if r.Status == StatusOK && (req.Op == OpRead || req.Op == OpReadPeer) && r.Length != req.Length {
 			t.Fatalf("accepted a %d-byte read for %d", r.Length, req.Length)
 		}
 		_ = r.Err(body)

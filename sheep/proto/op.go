@@ -17,6 +17,12 @@ const (
 	OpFlush                        // make every acknowledged write on the node durable
 	OpListObjects                  // list object ids in [Object, Aux) (Aux 0: no bound), at most Length of them
 	OpNodeInfo                     // describe the node (NodeInfo in the body)
+	// OpReadPeer reads a whole object for a recovering peer: Epoch is the
+	// epoch the caller wants the object as of (an argument, not checked
+	// against the node's), Offset 0, Length the object size. The reply is
+	// the object (OK), an authoritative NotFound, or NotReady ("cannot
+	// say"); its Aux is the epoch the returned copy is valid through.
+	OpReadPeer
 	numOp
 )
 
@@ -29,6 +35,7 @@ var opNames = [...]string{
 	OpFlush:          "flush",
 	OpListObjects:    "list-objects",
 	OpNodeInfo:       "node-info",
+	OpReadPeer:       "read-peer",
 }
 
 func (o Op) String() string {
@@ -42,7 +49,7 @@ func (o Op) String() string {
 func (o Op) Known() bool { return o > 0 && o < numOp }
 
 // IsDataOp reports whether o touches one object's data, and so is bound to
-// the cluster epoch.
+// the cluster epoch. OpReadPeer is not: its epoch is an argument.
 func (o Op) IsDataOp() bool {
 	switch o {
 	case OpRead, OpWrite, OpCreateAndWrite, OpRemove, OpDiscard:
@@ -58,8 +65,12 @@ const (
 	// FlagFUA asks that the write be durable before the reply (Force Unit
 	// Access): valid on Write, CreateAndWrite and Discard.
 	FlagFUA Flags = 1 << iota
+	// FlagAllCopies on ListObjects lists every object the node holds in
+	// any form (current and stale copies), deduplicated, paged as usual;
+	// valid only on ListObjects.
+	FlagAllCopies
 
-	knownRequestFlags = FlagFUA
+	knownRequestFlags = FlagFUA | FlagAllCopies
 )
 
 // ResponseFlags modify a response.

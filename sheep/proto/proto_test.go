@@ -3,6 +3,7 @@ package proto
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -35,6 +36,9 @@ func TestRequestRoundTrip(t *testing.T) {
 		{Op: OpFlush},
 		{Op: OpNodeInfo},
 		{Op: OpListObjects, Object: NewObjectID(5, 0), Aux: uint64(NewObjectID(6, 0)), Length: MaxListPage},
+		{Op: OpListObjects, Flags: FlagAllCopies, Object: 1, Length: 3},
+		{Op: OpReadPeer, Epoch: 12, Object: NewObjectID(7, 8), Length: testObjectSize},
+		{Op: OpReadPeer, Object: NewObjectID(7, 8), Length: testObjectSize},
 	} {
 		b, err := want.AppendBinary([]byte("prefix"))
 		if err != nil || len(b) != len("prefix")+RequestSize || string(b[:6]) != "prefix" {
@@ -84,6 +88,16 @@ func TestDecodeRequestRefusesBadInput(t *testing.T) {
 		{"list page zero", encodeRequest(Request{Op: OpListObjects}), StatusOutOfRange},
 		{"list page too big", encodeRequest(Request{Op: OpListObjects, Length: MaxListPage + 1}), StatusOutOfRange},
 		{"list empty range", encodeRequest(Request{Op: OpListObjects, Object: 5, Aux: 5, Length: 1}), StatusInvalidArgument},
+		{"all copies on read", encodeRequest(Request{Op: OpRead, Flags: FlagAllCopies, Object: 1, Length: 1}), StatusInvalidArgument},
+		{"all copies on read-peer", encodeRequest(Request{Op: OpReadPeer, Flags: FlagAllCopies, Object: 1, Length: testObjectSize}), StatusInvalidArgument},
+		{"FUA on list", encodeRequest(Request{Op: OpListObjects, Flags: FlagFUA, Length: 1}), StatusInvalidArgument},
+		{"read-peer partial", encodeRequest(Request{Op: OpReadPeer, Object: 1, Length: testObjectSize - 1}), StatusInvalidArgument},
+		{"read-peer zero", encodeRequest(Request{Op: OpReadPeer, Object: 1}), StatusInvalidArgument},
+		{"read-peer offset", encodeRequest(Request{Op: OpReadPeer, Object: 1, Offset: 4096, Length: testObjectSize}), StatusInvalidArgument},
+		{"read-peer too long", encodeRequest(Request{Op: OpReadPeer, Object: 1, Length: testObjectSize * 2}), StatusInvalidArgument},
+		{"read-peer aux", encodeRequest(Request{Op: OpReadPeer, Object: 1, Length: testObjectSize, Aux: 1}), StatusInvalidArgument},
+		{"read-peer reserved id bits", encodeRequest(Request{Op: OpReadPeer, Object: 1 << 60, Length: testObjectSize}), StatusInvalidArgument},
+		{"unknown flag bit 2", withByte(2, 4), StatusInvalidArgument},
 	} {
 		_, err := DecodeRequest(tc.in, testObjectSize)
 		if err == nil {
@@ -99,6 +113,8 @@ func TestDecodeRequestRefusesBadInput(t *testing.T) {
 func TestResponseRoundTrip(t *testing.T) {
 	read := Request{Op: OpRead, Object: 1, Length: 3}
 	list := Request{Op: OpListObjects, Length: 2}
+	peer := Request{Op: OpReadPeer, Epoch: 7, Object: 1, Length: 8}
+	allCopies := Request{Op: OpListObjects, Flags: FlagAllCopies, Length: 1}
 	for _, tc := range []struct {
 		resp Response
 		req  *Request
@@ -108,6 +124,10 @@ func TestResponseRoundTrip(t *testing.T) {
 		{Response{Status: StatusOK, Flags: RespMore, Length: 16, Aux: 99}, &list, AppendObjectID(AppendObjectID(nil, 1), 2)},
 		{Response{Status: StatusOutOfRange, Length: 4}, &read, []byte("oops")},
 		{Response{Status: StatusOK}, &Request{Op: OpFlush}, nil},
+		{Response{Status: StatusOK, Length: 8, Epoch: 9, Aux: 7}, &peer, []byte("objbytes")},
+		{Response{Status: StatusNotReady, Length: 5, Epoch: 9}, &peer, []byte("later")},
+		{Response{Status: StatusNotFound, Epoch: 9}, &peer, nil},
+		{Response{Status: StatusOK, Length: 8}, &allCopies, AppendObjectID(nil, 3)},
 	} {
 		b, _ := tc.resp.AppendBinary(nil)
 		if len(b) != ResponseSize {
@@ -148,6 +168,9 @@ func TestDecodeResponseRefusesBadInput(t *testing.T) {
 		{"listing ragged", enc(Response{Length: 12}), make([]byte, 12), &Request{Op: OpListObjects, Length: 2}},
 		{"more on read", enc(Response{Flags: RespMore, Length: 3}), []byte("abc"), &read},
 		{"node info short", enc(Response{Length: 3}), []byte("abc"), &Request{Op: OpNodeInfo}},
+		{"short read-peer", enc(Response{Length: 3}), []byte("abc"), &Request{Op: OpReadPeer, Object: 1, Length: 4}},
+		{"empty read-peer", enc(Response{}), nil, &Request{Op: OpReadPeer, Object: 1, Length: 4}},
+		{"more on read-peer", enc(Response{Flags: RespMore, Length: 4}), []byte("abcd"), &Request{Op: OpReadPeer, Object: 1, Length: 4}},
 	} {
 		if _, err := DecodeResponse(tc.hdr, tc.body, tc.req); err == nil {
 			t.Errorf("%s: decoded without error", tc.name)
@@ -209,6 +232,40 @@ func TestNodeInfoRoundTrip(t *testing.T) {
 		if _, err := DecodeNodeInfo(bad); err == nil {
 			t.Errorf("%s: decoded without error", name)
 		}
+	}
+}
+
+func TestNamesAndKinds(t *testing.T) {
+	for o := Op(1); o.Known(); o++ {
+		if name := o.String(); strings.HasPrefix(name, "op(") {
+			t.Errorf("op %d has no name", uint8(o))
+		}
+	}
+	for st := Status(0); st.Known(); st++ {
+		if name := st.String(); strings.HasPrefix(name, "status(") {
+			t.Errorf("status %d has no name", uint8(st))
+		}
+	}
+	if OpReadPeer.String() != "read-peer" || !OpReadPeer.Known() || Op(OpReadPeer+1).Known() {
+		t.Errorf("OpReadPeer is not the last known op named read-peer")
+	}
+	if StatusNotReady.String() != "not ready" || !StatusNotReady.Known() || Status(StatusNotReady+1).Known() {
+		t.Errorf("StatusNotReady is not the last known status named not ready")
+	}
+	// Epoch checking applies to the client's data ops only; a peer read
+	// names its epoch as an argument.
+	for _, o := range []Op{OpRead, OpWrite, OpCreateAndWrite, OpRemove, OpDiscard} {
+		if !o.IsDataOp() {
+			t.Errorf("%v is not a data op", o)
+		}
+	}
+	for _, o := range []Op{OpFlush, OpListObjects, OpNodeInfo, OpReadPeer} {
+		if o.IsDataOp() {
+			t.Errorf("%v is a data op", o)
+		}
+	}
+	if err := (&Response{Status: StatusNotReady}).Err(nil); !errors.Is(err, StatusNotReady) {
+		t.Errorf("a not-ready reply's error %v is not StatusNotReady", err)
 	}
 }
 

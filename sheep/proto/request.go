@@ -14,8 +14,10 @@ const RequestSize = 40
 //	  0    1 version (Version)
 //	  1    1 op
 //	  2    2 flags
-//	  4    4 length: bytes to read/write/discard; max ids for ListObjects
-//	  8    8 epoch: the cluster epoch the client routes by (0: don't check)
+//	  4    4 length: bytes to read/write/discard; max ids for ListObjects;
+//	         the object size for ReadPeer
+//	  8    8 epoch: the cluster epoch the client routes by (0: don't check);
+//	         ReadPeer: the epoch the object is wanted as of
 //	 16    8 object id (ListObjects: first id to list)
 //	 24    8 offset within the object
 //	 32    8 aux: ListObjects: end of the listed range, exclusive (0: none); else 0
@@ -80,6 +82,9 @@ func (r *Request) Check(objectSize uint32) error {
 	if r.Flags&FlagFUA != 0 && r.Op != OpWrite && r.Op != OpCreateAndWrite && r.Op != OpDiscard {
 		return errorf(StatusInvalidArgument, "FUA on "+r.Op.String())
 	}
+	if r.Flags&FlagAllCopies != 0 && r.Op != OpListObjects {
+		return errorf(StatusInvalidArgument, "all-copies flag on "+r.Op.String())
+	}
 	switch r.Op {
 	case OpRead, OpWrite, OpDiscard:
 		if r.Length == 0 {
@@ -87,6 +92,13 @@ func (r *Request) Check(objectSize uint32) error {
 		}
 		return r.checkRange(objectSize)
 	case OpCreateAndWrite:
+		return r.checkRange(objectSize)
+	case OpReadPeer:
+		// Always the whole object: a recovering peer installs it whole.
+		if r.Offset != 0 || r.Length != objectSize {
+			return errorf(StatusInvalidArgument, "read-peer of "+strconv.FormatUint(r.Offset, 10)+"+"+strconv.FormatUint(uint64(r.Length), 10)+
+				", want the whole "+strconv.FormatUint(uint64(objectSize), 10)+"-byte object")
+		}
 		return r.checkRange(objectSize)
 	case OpRemove:
 		if r.Offset != 0 || r.Length != 0 || r.Aux != 0 {

@@ -17,7 +17,8 @@ const ResponseSize = 24
 //	  4    4 length: bytes of body (read data, 8 per listed id, node info,
 //	         or the error message of a failed request)
 //	  8    8 epoch: the node's cluster epoch
-//	 16    8 aux: ListObjects: the cursor to continue from; else 0
+//	 16    8 aux: ListObjects: the cursor to continue from; ReadPeer: the
+//	         epoch the returned copy is valid through; else 0
 type Response struct {
 	Status Status
 	Flags  ResponseFlags
@@ -84,7 +85,7 @@ func (r *Response) CheckBody(req *Request, body []byte) error {
 	}
 	want := uint32(0)
 	switch req.Op {
-	case OpRead:
+	case OpRead, OpReadPeer:
 		want = req.Length
 	case OpListObjects:
 		if r.Length%8 != 0 || r.Length/8 > req.Length {

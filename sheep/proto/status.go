@@ -19,6 +19,7 @@ const (
 	StatusWrongEpoch                // the request's epoch is not the node's; the response carries the node's
 	StatusShuttingDown              // the node is stopping; retry on another replica or later
 	StatusInternal                  // a bug on the node; the message says what
+	StatusNotReady                  // the object is not recovered on this node yet, or the node is not serving; retry
 	numStatus
 )
 
@@ -34,6 +35,7 @@ var statusNames = [...]string{
 	StatusWrongEpoch:         "wrong epoch",
 	StatusShuttingDown:       "node shutting down",
 	StatusInternal:           "internal error",
+	StatusNotReady:           "not ready",
 }
 
 func (s Status) String() string {
