@@ -19,12 +19,8 @@ const (
 	DefaultBackoffMin        = 50 * time.Millisecond
 	DefaultBackoffMax        = 5 * time.Second
 	DefaultTimeoutResolution = 10 * time.Millisecond
-
-	// stallGrace is how long the transport may keep using an expired call's
-	// buffers (a request write or a reply read in progress) before the
-	// connection is declared stuck and closed, so Done is never held back
-	// for long.
-	stallGrace = time.Second
+	// DefaultMinStallTimeout is the least default StallTimeout.
+	DefaultMinStallTimeout = 10 * time.Second
 )
 
 // ClientOptions configures a Client. Zero fields take the defaults.
@@ -47,6 +43,16 @@ type ClientOptions struct {
 	// TimeoutResolution is how often pending calls are checked against their
 	// deadlines (default 10ms): a call fails at most this late.
 	TimeoutResolution time.Duration
+	// StallTimeout is how long a connection may receive nothing at all
+	// while requests sent on it await replies before it is declared stuck
+	// and closed (failing its pending calls with ErrConnection). Default:
+	// CallTimeout, at least DefaultMinStallTimeout. Only total silence
+	// counts: a peer that answers anything is alive, so one slow call never
+	// cuts the calls sharing its connection (it just times out alone). A
+	// closed connection also releases the buffers of expired calls whose
+	// request is stuck in a blocked write, so their Done is held back at
+	// most this long.
+	StallTimeout time.Duration
 
 	// Secret is the cluster secret (see ReadSecretFile): every connection
 	// proves it holds it, and requires the server to prove the same, before
@@ -82,6 +88,9 @@ func (o ClientOptions) withDefaults() ClientOptions {
 	}
 	if o.TimeoutResolution <= 0 {
 		o.TimeoutResolution = DefaultTimeoutResolution
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = max(o.CallTimeout, DefaultMinStallTimeout)
 	}
 	return o
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -27,14 +28,13 @@ const (
 // is the slot index plus the slot's generation, which changes every time the
 // slot is freed, so a reply to an expired call cannot match a new one.
 type slot struct {
-	call       *Call
-	deadline   time.Time
-	finishedAt time.Time
-	sess       *session // the session whose reader/writer holds the call's buffers
-	gen        uint32
-	state      slotState
-	busy       uint8 // the writer and/or reader are using the call's buffers
-	finished   bool  // call.Err is final; Done waits only for busy to drop to 0
+	call     *Call
+	deadline time.Time
+	sess     *session // the session whose reader/writer holds the call's buffers
+	gen      uint32
+	state    slotState
+	busy     uint8 // the writer and/or reader are using the call's buffers
+	finished bool  // call.Err is final; Done waits only for busy to drop to 0
 }
 
 func makeID(idx int, gen uint32) uint64 { return uint64(gen)<<32 | uint64(uint32(idx)) }
@@ -64,6 +64,45 @@ type session struct {
 	conn net.Conn
 	wake chan struct{} // capacity 1: the send queue is not empty
 	dead chan struct{} // closed when the session is dropped
+
+	// Stall detection (see ClientOptions.StallTimeout). Under
+	// clientConn.mu: requests sent whose reply frame has not arrived
+	// (including calls that expired meanwhile: their late reply is still
+	// a sign of life), and when that count last rose from zero.
+	outstanding int
+	busySince   time.Time
+	// lastRecv is when bytes last arrived (unix ns), stored by the reader
+	// on every read without taking the lock.
+	lastRecv atomic.Int64
+}
+
+// recvClock is the session's connection as its reader sees it: every read
+// that returns bytes records the time, so a reply arriving slowly still
+// counts as progress.
+type recvClock struct {
+	conn net.Conn
+	last *atomic.Int64
+}
+
+func (r recvClock) Read(p []byte) (int, error) {
+	n, err := r.conn.Read(p)
+	if n > 0 {
+		r.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// stalledLocked reports whether s has had requests awaiting replies and
+// received nothing at all for the stall timeout.
+func (s *session) stalledLocked(now time.Time, timeout time.Duration) bool {
+	if s.outstanding == 0 {
+		return false
+	}
+	quietSince := s.busySince
+	if last := time.Unix(0, s.lastRecv.Load()); last.After(quietSince) {
+		quietSince = last
+	}
+	return now.Sub(quietSince) > timeout
 }
 
 // enqueue puts call into the slot table and the send queue, starting a dial
@@ -115,13 +154,12 @@ func (s *session) signal() {
 
 // finishLocked sets the call's final error, unless it has one already, and
 // returns the call if Done may run now (nobody is using its buffers).
-func (cc *clientConn) finishLocked(idx int, err error, now time.Time) *Call {
+func (cc *clientConn) finishLocked(idx int, err error) *Call {
 	sl := &cc.slots[idx]
 	if sl.finished {
 		return nil
 	}
 	sl.finished = true
-	sl.finishedAt = now
 	sl.call.Err = err
 	if sl.busy > 0 {
 		return nil
@@ -156,18 +194,17 @@ func (cc *clientConn) finishCall(call *Call, err error) *Call {
 	if idx >= len(cc.slots) || cc.slots[idx].gen != gen || cc.slots[idx].call != call {
 		return nil
 	}
-	return cc.finishLocked(idx, err, time.Now())
+	return cc.finishLocked(idx, err)
 }
 
 // failAllLocked finishes every pending call with err and empties the send
 // queue; it appends the calls whose Done may run now to fired.
 func (cc *clientConn) failAllLocked(err error, fired []*Call) []*Call {
-	now := time.Now()
 	for idx := range cc.slots {
 		if cc.slots[idx].call == nil {
 			continue
 		}
-		if call := cc.finishLocked(idx, err, now); call != nil {
+		if call := cc.finishLocked(idx, err); call != nil {
 			fired = append(fired, call)
 		}
 	}
@@ -176,27 +213,28 @@ func (cc *clientConn) failAllLocked(err error, fired []*Call) []*Call {
 }
 
 // expire fails the calls past their deadline and drops the session if it
-// has held an expired call's buffers for longer than stallGrace.
+// has received nothing for the stall timeout while requests awaited
+// replies. A call that merely outlived its deadline fails alone: the
+// others on the connection keep going as long as the peer answers
+// anything.
 func (cc *clientConn) expire(now time.Time, fired []*Call) []*Call {
 	var stuck *session
 	cc.mu.Lock()
 	for idx := range cc.slots {
 		sl := &cc.slots[idx]
-		switch {
-		case sl.call == nil:
-		case !sl.finished:
-			if now.After(sl.deadline) {
-				if call := cc.finishLocked(idx, ErrTimeout, now); call != nil {
-					fired = append(fired, call)
-				}
+		if sl.call != nil && !sl.finished && now.After(sl.deadline) {
+			if call := cc.finishLocked(idx, ErrTimeout); call != nil {
+				fired = append(fired, call)
 			}
-		case sl.busy > 0 && sl.sess != nil && sl.sess == cc.sess && now.Sub(sl.finishedAt) > stallGrace:
-			stuck = sl.sess
 		}
+	}
+	if s := cc.sess; s != nil && s.stalledLocked(now, cc.c.opts.StallTimeout) {
+		stuck = s
 	}
 	cc.mu.Unlock()
 	if stuck != nil {
-		cc.drop(stuck, connError(cc.c.addr, "i/o", errors.New("stalled past a call's deadline")))
+		cc.drop(stuck, connError(cc.c.addr, "i/o",
+			fmt.Errorf("nothing received for %v while requests awaited replies", cc.c.opts.StallTimeout)))
 	}
 	return fired
 }
@@ -353,6 +391,12 @@ func (cc *clientConn) writeBatch(s *session, w *writer) (more bool, err error) {
 		}
 		w.batch = append(w.batch, idx)
 	}
+	if len(w.batch) > 0 {
+		if s.outstanding == 0 {
+			s.busySince = time.Now()
+		}
+		s.outstanding += len(w.batch)
+	}
 	cc.mu.Unlock()
 	if len(w.batch) == 0 {
 		return true, nil
@@ -377,7 +421,7 @@ func (cc *clientConn) writeBatch(s *session, w *writer) (more bool, err error) {
 // readLoop reads replies until the session fails.
 func (cc *clientConn) readLoop(s *session) {
 	defer cc.c.wg.Done()
-	r := replyReader{cc: cc, br: bufio.NewReaderSize(s.conn, readBufferSize)}
+	r := replyReader{cc: cc, s: s, br: bufio.NewReaderSize(recvClock{conn: s.conn, last: &s.lastRecv}, readBufferSize)}
 	for {
 		if err := r.readReply(); err != nil {
 			select {
@@ -396,6 +440,7 @@ func (cc *clientConn) readLoop(s *session) {
 // replyReader reads reply frames into the buffers of the calls they answer.
 type replyReader struct {
 	cc      *clientConn
+	s       *session
 	br      *bufio.Reader
 	hb      [frameHeaderSize]byte
 	scratch []byte // error messages; grows up to MaxHeader
@@ -416,6 +461,9 @@ func (r *replyReader) readReply() error {
 	idx, gen := splitID(h.id)
 
 	cc.mu.Lock()
+	if r.s.outstanding > 0 {
+		r.s.outstanding-- // a reply, even a late one, answers one request
+	}
 	var call *Call
 	if idx < len(cc.slots) {
 		if sl := &cc.slots[idx]; sl.gen == gen && sl.state == slotSent && !sl.finished {
@@ -471,7 +519,7 @@ func (r *replyReader) readReply() error {
 		}
 		return err
 	}
-	cc.finishLocked(idx, result, time.Now())
+	cc.finishLocked(idx, result)
 	fired := cc.releaseLocked(idx)
 	cc.mu.Unlock()
 	if fired != nil {

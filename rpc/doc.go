@@ -36,8 +36,11 @@
 // expires calls past their deadline. While the transport still uses a call's
 // buffers (writing its request, reading its reply), its completion is
 // deferred until it lets go of them, so once Done runs the caller may reuse
-// every buffer of the Call; a write or read that stays stuck past a call's
-// deadline for more than a second closes the connection. Connections are
+// every buffer of the Call. A connection is closed as stuck only when it has
+// received nothing at all for ClientOptions.StallTimeout while requests
+// awaited replies: a call past its deadline fails alone, and a peer that
+// answers anything keeps the connection (one slow call never cuts the
+// others sharing it). Connections are
 // dialed lazily; a lost connection fails its pending calls at once with an
 // error that wraps ErrConnection, and the next call redials, with
 // exponential backoff after failed dials (calls made during the backoff fail

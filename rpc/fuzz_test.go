@@ -85,7 +85,7 @@ func FuzzReadReply(f *testing.F) {
 			cc.slots = append(cc.slots, slot{call: calls[i], state: slotSent})
 			calls[i].cc, calls[i].id = cc, makeID(i, 0)
 		}
-		r := replyReader{cc: cc, br: bufio.NewReaderSize(bytes.NewReader(data), 16)}
+		r := replyReader{cc: cc, s: &session{}, br: bufio.NewReaderSize(bytes.NewReader(data), 16)}
 		for r.readReply() == nil {
 		}
 		for i, call := range calls {
