@@ -14,4 +14,17 @@
 // was written with FUA. Reads of ranges never written, and of objects that
 // do not exist, return zeros. Open file descriptors are kept in a bounded
 // LRU cache so hot objects are not reopened per I/O.
+//
+// For online recovery the store also keeps superseded copies: presence in
+// objects/ means "valid at the node's current epoch"; a copy that stops
+// being current (the node is no longer one of the object's targets, or
+// left the membership) is moved by Supersede to stale/<epoch>/<oid>, where
+// epoch is the last epoch it was valid in. Recovery reads such copies
+// (StaleCopy, ReadStale), installs pulled objects (Install: only if no
+// write got there first), lists every object held in any form (ListAll)
+// and deletes stale copies once the cluster agrees recovery is complete
+// (PruneStale). Every move is a rename made durable before it returns, so
+// a crash never leaves an object in neither place or half-installed.
+// recovery-state.json (LoadRecoveryState, SaveRecoveryState) is the
+// node's recovery progress, written atomically.
 package store

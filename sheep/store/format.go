@@ -17,6 +17,7 @@ const (
 	formatVersion = 1
 	objectsDir    = "objects"
 	tmpDir        = "tmp"
+	staleDir      = "stale"
 )
 
 // format is the content of format.json.

@@ -65,16 +65,24 @@ func (s *Store) ReadAt(oid proto.ObjectID, p []byte, off int64) error {
 		return err
 	}
 	defer s.handles.release(h)
+	if err := preadFull(h.fd, p, off); err != nil {
+		return fmt.Errorf("read object %v at %d: %w", oid, off, err)
+	}
+	return nil
+}
+
+// preadFull fills p from fd at off. Bytes past the file's end (a file
+// shorter than the object, say from an older writer) read as zeros, like
+// any hole.
+func preadFull(fd int, p []byte, off int64) error {
 	for done := 0; done < len(p); {
-		n, err := unix.Pread(h.fd, p[done:], off+int64(done))
+		n, err := unix.Pread(fd, p[done:], off+int64(done))
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err != nil:
-			return fmt.Errorf("read object %v at %d: %w", oid, off+int64(done), err)
+			return err
 		case n == 0:
-			// Past the file's end (a file shorter than the object, say
-			// from an older writer): zeros, like any hole.
 			clear(p[done:])
 			return nil
 		}
@@ -303,17 +311,27 @@ func (s *Store) List(dst []proto.ObjectID, from, to proto.ObjectID, max int) (id
 	return dst, next, more
 }
 
-// DiskUsage is the disk space the objects take, in bytes (allocated
-// blocks: holes cost nothing). It stats every object: call it rarely.
+// DiskUsage is the disk space the current objects take, in bytes
+// (allocated blocks: holes cost nothing); stale copies are not counted
+// (StaleDiskUsage). It stats every object: call it rarely.
 func (s *Store) DiskUsage() (uint64, error) {
-	d, err := os.Open(s.objDir)
+	n, err := dirUsage(s.objDir)
 	if err != nil {
 		return 0, fmt.Errorf("disk usage: %w", err)
+	}
+	return n, nil
+}
+
+// dirUsage sums the allocated blocks of the files in dir.
+func dirUsage(dir string) (uint64, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return 0, err
 	}
 	defer d.Close()
 	names, err := d.Readdirnames(-1)
 	if err != nil {
-		return 0, fmt.Errorf("disk usage: list %s: %w", s.objDir, err)
+		return 0, fmt.Errorf("list %s: %w", dir, err)
 	}
 	var total uint64
 	var st unix.Stat_t

@@ -40,18 +40,26 @@ const stripes = 256
 // Store is an object store in one directory. Its methods are safe for
 // concurrent use.
 type Store struct {
-	dir, objDir, tmpDir string
-	objectSize          uint32
-	log                 zerolog.Logger
-	lockFile            *os.File // flock'ed for the store's life
+	dir, objDir, tmpDir, staleDir string
+	objectSize                    uint32
+	log                           zerolog.Logger
+	lockFile                      *os.File // flock'ed for the store's life
 
 	// locks serialize what replaces or deletes an object's file (write
 	// lock) against I/O through its open handle (read lock).
 	locks   [stripes]sync.RWMutex
 	handles *handleCache
 
-	indexMu sync.RWMutex
-	index   *btree.BTreeG[proto.ObjectID] // the objects that exist
+	indexMu    sync.RWMutex
+	index      *btree.BTreeG[proto.ObjectID] // the objects in objects/
+	stale      *btree.BTreeG[staleKey]       // the copies in stale/*/
+	staleCount map[uint64]int                // stale copies per epoch
+
+	// staleMu orders moves into stale/<epoch> (read lock) before the
+	// removal of such directories (write lock, PruneStale).
+	staleMu    sync.RWMutex
+	staleDirMu sync.Mutex
+	staleDirs  map[uint64]bool // stale/<epoch> directories that exist durably
 
 	dirtyMu  sync.Mutex
 	dirty    map[proto.ObjectID]struct{} // written since the last Flush, not yet durable
@@ -68,11 +76,12 @@ type Store struct {
 
 // Stats is a snapshot of a store's state.
 type Stats struct {
-	Objects    int    // objects stored
-	OpenFiles  int    // object files in the handle cache
-	Dirty      int    // objects written since the last Flush
-	Syncs      uint64 // fdatasync/fsync calls made, files and directories
-	ObjectSize uint32
+	Objects      int    // current objects (objects/)
+	StaleObjects int    // stale copies (stale/*/), counted per epoch they were superseded at
+	OpenFiles    int    // object files in the handle cache
+	Dirty        int    // objects written since the last Flush
+	Syncs        uint64 // fdatasync/fsync calls made, files and directories
+	ObjectSize   uint32
 }
 
 // ErrClosed is returned by every method of a closed store.
@@ -96,16 +105,20 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s := &Store{
-		dir:      dir,
-		objDir:   filepath.Join(dir, objectsDir),
-		tmpDir:   filepath.Join(dir, tmpDir),
-		log:      opts.Logger,
-		index:    btree.NewOrderedG[proto.ObjectID](32),
-		dirty:    make(map[proto.ObjectID]struct{}),
-		spare:    make(map[proto.ObjectID]struct{}),
-		syncFile: unix.Fdatasync,
+		dir:        dir,
+		objDir:     filepath.Join(dir, objectsDir),
+		tmpDir:     filepath.Join(dir, tmpDir),
+		staleDir:   filepath.Join(dir, staleDir),
+		log:        opts.Logger,
+		index:      btree.NewOrderedG[proto.ObjectID](32),
+		stale:      btree.NewG(32, staleLess),
+		staleCount: make(map[uint64]int),
+		staleDirs:  make(map[uint64]bool),
+		dirty:      make(map[proto.ObjectID]struct{}),
+		spare:      make(map[proto.ObjectID]struct{}),
+		syncFile:   unix.Fdatasync,
 	}
-	allowed := map[string]bool{objectsDir: true, tmpDir: true}
+	allowed := map[string]bool{objectsDir: true, tmpDir: true, staleDir: true, RecoveryStateFile: true}
 	for _, n := range opts.AllowedEntries {
 		allowed[n] = true
 	}
@@ -133,8 +146,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.lockFile.Close()
 		return nil, err
 	}
+	if err := s.loadStale(); err != nil {
+		s.lockFile.Close()
+		return nil, err
+	}
 	s.handles = newHandleCache(opts.MaxOpenFiles, s.openObject)
-	s.log.Info().Str("dir", dir).Uint32("object_size", size).Int("objects", s.index.Len()).Bool("new", isNew).Msg("object store open")
+	s.log.Info().Str("dir", dir).Uint32("object_size", size).Int("objects", s.index.Len()).
+		Int("stale_copies", s.stale.Len()).Bool("new", isNew).Msg("object store open")
 	return s, nil
 }
 
@@ -158,8 +176,18 @@ func (s *Store) lock() error {
 }
 
 func (s *Store) prepareDirs() error {
-	for _, d := range []string{s.objDir, s.tmpDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	created := false
+	for _, d := range []string{s.objDir, s.tmpDir, s.staleDir} {
+		err := os.Mkdir(d, 0o755)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("open store: %w", err)
+		}
+		created = created || err == nil
+	}
+	// Renames into objects/ and stale/ count on the directories
+	// themselves being durable.
+	if created {
+		if err := syncDir(s.dir); err != nil {
 			return fmt.Errorf("open store: %w", err)
 		}
 	}
@@ -264,12 +292,12 @@ func (s *Store) Dir() string { return s.dir }
 // Stats returns a snapshot of the store's counters.
 func (s *Store) Stats() Stats {
 	s.indexMu.RLock()
-	objects := s.index.Len()
+	objects, stale := s.index.Len(), s.stale.Len()
 	s.indexMu.RUnlock()
 	s.dirtyMu.Lock()
 	dirty := len(s.dirty)
 	s.dirtyMu.Unlock()
-	return Stats{Objects: objects, OpenFiles: s.handles.len(), Dirty: dirty, Syncs: s.syncs.Load(), ObjectSize: s.objectSize}
+	return Stats{Objects: objects, StaleObjects: stale, OpenFiles: s.handles.len(), Dirty: dirty, Syncs: s.syncs.Load(), ObjectSize: s.objectSize}
 }
 
 // FreeSpace is the space left on the store's file system for an
