@@ -52,8 +52,20 @@ type Options struct {
 	RegisterTTL time.Duration
 	// RPC tunes the rpc server; MaxBody is raised to fit a whole object
 	// and its Logger is Logger.
-	RPC    rpc.ServerOptions
-	Logger zerolog.Logger
+	RPC rpc.ServerOptions
+	// PeerRPC tunes the node's connections to other nodes (recovery): set
+	// its Secret/TLSConfig as the cluster's clients do. MaxBody is raised
+	// to fit a whole object.
+	PeerRPC rpc.ClientOptions
+	// RecoveryBandwidth bounds background recovery in bytes/s:
+	// DefaultRecoveryBandwidth if 0, unlimited if negative.
+	RecoveryBandwidth int64
+	// MemberGrace is how long a member may be unregistered before the
+	// node's membership controller removes it; 0: the cluster's setting.
+	MemberGrace time.Duration
+	// RecoveryRetry is how often a stuck recovery retries (2s if 0).
+	RecoveryRetry time.Duration
+	Logger        zerolog.Logger
 }
 
 // DefaultRegisterTTL is how long a dead node stays in the node list.
@@ -75,6 +87,12 @@ type Node struct {
 	id           string
 	registration *cluster.Registration
 	shutdown     bool
+
+	// epochs runs the node's epochs and recovery (nil standalone);
+	// background ends when its goroutines have.
+	epochs     *recoverer
+	peers      *peerSet
+	background sync.WaitGroup
 }
 
 // NewNode opens the node's store (creating it in a new dir) and, with a
@@ -220,20 +238,73 @@ func (n *Node) start(listenAddr string) error {
 	}
 	n.registration = reg
 	n.log.Info().Str("node", n.id).Str("addr", addr).Str("etcd", n.opts.Cluster.Endpoints()).Msg("registered in cluster")
-	go n.followEpoch()
+	n.startEpochs(reg)
 	return nil
 }
 
-// followEpoch keeps the service's epoch at the cluster's until the node
-// stops, so a client placing objects by an older membership is told
-// (StatusWrongEpoch) instead of writing where readers will not look.
-func (n *Node) followEpoch() {
-	for e := range n.opts.Cluster.WatchEpoch(n.ctx) {
-		if old := n.service.Epoch(); old != e.Number {
-			n.service.SetEpoch(e.Number)
-			n.log.Info().Uint64("epoch", e.Number).Uint64("was", old).Int("members", len(e.Members)).Msg("cluster epoch changed")
+// startEpochs starts the node's side of epochs (see epochs.md): the
+// start-up transition, then following the epoch, pruning stale copies and
+// the membership controller, until the node stops. Data requests get
+// NotReady until the start-up transition is done.
+func (n *Node) startEpochs(reg *cluster.Registration) {
+	peerOpts := n.opts.PeerRPC
+	peerOpts.MaxBody = max(peerOpts.MaxBody, int(n.store.ObjectSize())+64<<10, rpc.DefaultMaxBody)
+	n.peers = newPeerSet(n.opts.Cluster, peerOpts, n.log)
+	dir := n.opts.Dir
+	n.epochs = newRecoverer(recoveryOptions{
+		Self:          n.id,
+		Store:         n.store,
+		Cluster:       n.opts.Cluster,
+		LoadState:     func() (recoveryState, error) { return store.LoadRecoveryState(dir) },
+		SaveState:     func(s recoveryState) error { return store.SaveRecoveryState(dir, s) },
+		Peers:         n.peers,
+		Bandwidth:     n.opts.RecoveryBandwidth,
+		Live:          reg.Live,
+		SetEpoch:      n.service.SetEpoch,
+		Logger:        n.log,
+		RetryInterval: n.opts.RecoveryRetry,
+	})
+	n.service.epochs.Store(n.epochs)
+	n.background.Add(1)
+	go func() {
+		defer n.background.Done()
+		for {
+			err := n.epochs.start(n.ctx)
+			if err == nil {
+				break
+			}
+			if n.ctx.Err() != nil {
+				return
+			}
+			n.log.Error().Err(err).Msg("cannot bring the node to the cluster's epoch; retrying")
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
 		}
+		n.background.Add(2)
+		go func() { defer n.background.Done(); n.epochs.prune(n.ctx) }()
+		go func() {
+			defer n.background.Done()
+			err := n.opts.Cluster.RunMembership(n.ctx, cluster.MembershipOptions{Grace: n.opts.MemberGrace, Logger: n.log})
+			if err != nil && n.ctx.Err() == nil {
+				n.log.Error().Err(err).Msg("membership controller stopped")
+			}
+		}()
+		n.epochs.follow(n.ctx)
+	}()
+}
+
+// Recovery is the node's recovery progress (zero standalone).
+func (n *Node) Recovery() RecoveryProgress {
+	n.mu.Lock()
+	e := n.epochs
+	n.mu.Unlock()
+	if e == nil {
+		return RecoveryProgress{}
 	}
+	return e.Progress()
 }
 
 // register adds the node to the cluster's node list. An entry of the same
@@ -293,10 +364,18 @@ func (n *Node) stop(ctx context.Context, now bool) error {
 		return nil
 	}
 	n.shutdown = true
-	reg := n.registration
+	reg, epochs := n.registration, n.epochs
 	n.mu.Unlock()
 
 	var errs []error
+	if epochs != nil {
+		// n.ctx is cancelled: the epoch goroutines end; recovery stops
+		// before the store closes under it.
+		epochs.stop()
+		n.background.Wait()
+		epochs.stop() // a start-up that began recovery meanwhile
+		n.peers.Close()
+	}
 	if reg != nil {
 		node := reg.Node()
 		node.State = cluster.NodeLeaving

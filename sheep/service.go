@@ -37,6 +37,9 @@ type Service struct {
 
 	epoch    atomic.Uint64
 	identity atomic.Pointer[Identity]
+	// epochs, when set (a node in a cluster), admits data requests by
+	// epoch and object readiness and answers peers' recovery reads.
+	epochs atomic.Pointer[recoverer]
 
 	// active counts requests being served; once closing is set, new ones
 	// are refused with StatusShuttingDown, so Drain can wait for the store
@@ -78,7 +81,7 @@ func (s *Service) ServeRPC(ctx context.Context, req *rpc.Request, resp *rpc.Resp
 		err = &proto.Error{Status: proto.StatusShuttingDown, Reason: "the node is stopping"}
 	}
 	if err == nil {
-		err = s.serve(&r, req.Body, resp, &out)
+		err = s.serve(ctx, &r, req.Body, resp, &out)
 	}
 	if err != nil {
 		status := statusOf(err)
@@ -112,7 +115,7 @@ func (s *Service) Drain(ctx context.Context) error {
 }
 
 // serve runs a decoded, bounded request, filling resp's body and out.
-func (s *Service) serve(r *proto.Request, body []byte, resp *rpc.Response, out *proto.Response) error {
+func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp *rpc.Response, out *proto.Response) error {
 	wantBody := 0
 	if r.Op == proto.OpWrite || r.Op == proto.OpCreateAndWrite {
 		wantBody = int(r.Length)
@@ -120,8 +123,15 @@ func (s *Service) serve(r *proto.Request, body []byte, resp *rpc.Response, out *
 	if len(body) != wantBody {
 		return &proto.Error{Status: proto.StatusInvalidArgument, Reason: r.Op.String() + " with a body of the wrong length"}
 	}
+	epochs := s.epochs.Load()
 	if r.Op.IsDataOp() {
-		if mine := out.Epoch; r.Epoch != 0 && mine != 0 && r.Epoch != mine {
+		if epochs != nil {
+			release, err := epochs.admit(ctx, r)
+			if err != nil {
+				return err
+			}
+			defer release()
+		} else if mine := out.Epoch; r.Epoch != 0 && mine != 0 && r.Epoch != mine {
 			return &proto.Error{Status: proto.StatusWrongEpoch, Reason: "request epoch differs from the node's"}
 		}
 	}
@@ -150,6 +160,8 @@ func (s *Service) serve(r *proto.Request, body []byte, resp *rpc.Response, out *
 		s.list(r, resp, out)
 	case proto.OpNodeInfo:
 		return s.nodeInfo(resp, out)
+	case proto.OpReadPeer:
+		return s.readPeer(ctx, epochs, r, resp, out)
 	default:
 		// DecodeRequest refuses unknown ops; this is a guard against a
 		// new op added to proto and not here.
@@ -161,6 +173,19 @@ func (s *Service) serve(r *proto.Request, body []byte, resp *rpc.Response, out *
 func (s *Service) list(r *proto.Request, resp *rpc.Response, out *proto.Response) {
 	buf := resp.Buf(int(r.Length) * 8)[:0]
 	limit := int(r.Length)
+	if r.Flags&proto.FlagAllCopies != 0 {
+		ids, next, more := s.st.ListAll(make([]proto.ObjectID, 0, min(limit, 1024)), r.Object, proto.ObjectID(r.Aux), limit)
+		for _, id := range ids {
+			buf = proto.AppendObjectID(buf, id)
+		}
+		if more {
+			out.Flags |= proto.RespMore
+			out.Aux = uint64(next)
+		}
+		resp.Body = buf
+		out.Length = uint32(len(buf))
+		return
+	}
 	s.st.Range(r.Object, proto.ObjectID(r.Aux), func(oid proto.ObjectID) bool {
 		if len(buf) == limit*8 {
 			out.Flags |= proto.RespMore
@@ -172,6 +197,32 @@ func (s *Service) list(r *proto.Request, resp *rpc.Response, out *proto.Response
 	})
 	resp.Body = buf
 	out.Length = uint32(len(buf))
+}
+
+// readPeer answers a recovering peer's OpReadPeer: the whole object as of
+// the asked epoch or later (Aux: the epoch the copy is valid through), an
+// authoritative NotFound, or NotReady. A standalone node has no epochs and
+// cannot say.
+func (s *Service) readPeer(ctx context.Context, epochs *recoverer, r *proto.Request, resp *rpc.Response, out *proto.Response) error {
+	if epochs == nil {
+		return &proto.Error{Status: proto.StatusNotReady, Reason: "standalone node: no epochs"}
+	}
+	buf := resp.Buf(int(r.Length))
+	a, validThrough, err := epochs.answerPeer(ctx, r.Object, r.Epoch, buf)
+	if err != nil {
+		return err
+	}
+	switch a {
+	case answerData:
+		resp.Body = buf
+		out.Length = r.Length
+		out.Aux = validThrough
+		return nil
+	case answerAbsent:
+		return &proto.Error{Status: proto.StatusNotFound, Reason: fmt.Sprintf("object %v did not exist here at epoch %d", r.Object, r.Epoch)}
+	default:
+		return &proto.Error{Status: proto.StatusNotReady, Reason: fmt.Sprintf("no copy of object %v as of epoch %d here", r.Object, r.Epoch)}
+	}
 }
 
 func (s *Service) nodeInfo(resp *rpc.Response, out *proto.Response) error {

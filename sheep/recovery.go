@@ -1,0 +1,378 @@
+package sheep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
+
+	"github.com/sheepblk/sheepblk/cluster"
+	"github.com/sheepblk/sheepblk/sheep/proto"
+	"github.com/sheepblk/sheepblk/sheep/store"
+)
+
+// DefaultRecoveryBandwidth bounds background recovery (bytes/s) when
+// Options leave it 0.
+const DefaultRecoveryBandwidth = 64 << 20
+
+// recoveryStore is what epochs and recovery need of the object store
+// (package store).
+type recoveryStore interface {
+	ObjectSize() uint32
+	Exists(oid proto.ObjectID) bool
+	ReadAt(oid proto.ObjectID, p []byte, off int64) error
+	Range(from, to proto.ObjectID, fn func(proto.ObjectID) bool)
+	Supersede(oid proto.ObjectID, epoch uint64) error
+	SupersedeAll(epoch uint64) error
+	StaleCopy(oid proto.ObjectID, atLeast uint64) (uint64, bool)
+	ReadStale(oid proto.ObjectID, epoch uint64, p []byte) error
+	Install(oid proto.ObjectID, data []byte) error
+	PruneStale(below uint64) (int, error)
+	ListAll(dst []proto.ObjectID, from, to proto.ObjectID, max int) ([]proto.ObjectID, proto.ObjectID, bool)
+}
+
+// recoveryCluster is what epochs and recovery need of the cluster (package
+// cluster's Client).
+type recoveryCluster interface {
+	epochSource
+	vdiSource
+	Epoch(ctx context.Context) (cluster.Epoch, error)
+	WatchEpoch(ctx context.Context) <-chan cluster.Epoch
+	Nodes(ctx context.Context) ([]cluster.Node, error)
+	LastComplete(ctx context.Context) (uint64, error)
+	WatchLastComplete(ctx context.Context) <-chan uint64
+	MarkComplete(ctx context.Context, e uint64) error
+	SetRecoveryStatus(ctx context.Context, s cluster.RecoveryStatus) error
+}
+
+// recoveryState is the node's recovery bookkeeping, persisted in its
+// directory: the epoch its objects/ is valid at, whether it completed
+// recovering it, whether it had completed the one before, and the epochs
+// it completed.
+type recoveryState = store.RecoveryState
+
+// completedAt reports whether the node completed recovery of epoch e.
+func completedAt(s recoveryState, e uint64) bool {
+	return (s.Epoch == e && s.Complete) || s.HasCompleted(e)
+}
+
+// RecoveryProgress is the node's recovery of its current epoch, as it
+// reports it to the cluster.
+type RecoveryProgress struct {
+	Epoch       uint64
+	Member      bool
+	Total, Done int64 // objects to pull, and pulled or found absent
+	Bytes       int64 // bytes copied
+	Complete    bool
+	Waiting     string // why recovery is stuck, "" if it is not
+}
+
+// recoveryOptions configure a recoverer.
+type recoveryOptions struct {
+	Self      string
+	Store     recoveryStore
+	Cluster   recoveryCluster
+	LoadState func() (recoveryState, error)
+	SaveState func(recoveryState) error
+	Peers     *peerSet
+	// Bandwidth bounds background pulls in bytes/s; <0: unlimited.
+	Bandwidth int64
+	// Live reports whether the node's registration is live; nil: always.
+	Live func() bool
+	// SetEpoch tells the service the node's epoch (for reply headers).
+	SetEpoch func(uint64)
+	Logger   zerolog.Logger
+	// RetryInterval is how often a stuck recovery retries (default 2s).
+	RetryInterval time.Duration
+}
+
+// recoverer runs the node's side of epochs: it applies epoch transitions,
+// decides whether an object is ready to be served, pulls objects from their
+// previous holders (on access and in the background) and answers peers
+// asking for its copies.
+type recoverer struct {
+	opts    recoveryOptions
+	self    string
+	st      recoveryStore
+	cl      recoveryCluster
+	log     zerolog.Logger
+	epochs  *epochCache
+	vdis    *vdiCache
+	limiter *rate.Limiter // nil: unlimited
+	bufs    sync.Pool     // object-sized []byte
+	flight  singleflight.Group
+
+	// filesMu is held for writing while a transition moves files, and for
+	// reading while a peer is answered from them: an answer never sees an
+	// object half-way between objects/ and stale/.
+	filesMu sync.RWMutex
+
+	mu          sync.Mutex
+	state       recoveryState
+	cur         *epochView // the epoch the node is at; nil before start
+	prev        *epochView // the epoch before cur
+	serving     bool       // data requests admitted (member, started, not in a transition)
+	inflight    int
+	idle        *sync.Cond // signalled when inflight drops to 0
+	absent      map[proto.ObjectID]struct{}
+	epochCtx    context.Context // ends when cur ends: cancels pulls of cur
+	epochCancel context.CancelFunc
+	bgDone      chan struct{} // closed when cur's background recovery ends
+	progress    RecoveryProgress
+	lastReport  time.Time
+
+	complete     atomic.Bool   // fast path: the node completed cur
+	lastComplete atomic.Uint64 // the cluster's recovery-complete epoch
+	prunedBelow  atomic.Uint64 // stale copies below this may be gone
+	bytes        atomic.Int64
+}
+
+func newRecoverer(opts recoveryOptions) *recoverer {
+	if opts.RetryInterval <= 0 {
+		opts.RetryInterval = 2 * time.Second
+	}
+	if opts.Live == nil {
+		opts.Live = func() bool { return true }
+	}
+	if opts.SetEpoch == nil {
+		opts.SetEpoch = func(uint64) {}
+	}
+	r := &recoverer{
+		opts:   opts,
+		self:   opts.Self,
+		st:     opts.Store,
+		cl:     opts.Cluster,
+		log:    opts.Logger,
+		epochs: newEpochCache(opts.Cluster),
+		vdis:   newVDICache(opts.Cluster),
+		absent: map[proto.ObjectID]struct{}{},
+	}
+	r.idle = sync.NewCond(&r.mu)
+	size := int(opts.Store.ObjectSize())
+	r.bufs.New = func() any { return make([]byte, size) }
+	if opts.Bandwidth >= 0 {
+		bw := opts.Bandwidth
+		if bw == 0 {
+			bw = DefaultRecoveryBandwidth
+		}
+		r.limiter = rate.NewLimiter(rate.Limit(bw), max(size, int(bw)))
+	}
+	r.epochCtx, r.epochCancel = context.WithCancel(context.Background())
+	return r
+}
+
+func notReady(format string, args ...any) error {
+	return &proto.Error{Status: proto.StatusNotReady, Reason: fmt.Sprintf(format, args...)}
+}
+
+// admit lets a data request in, or says why not: StatusWrongEpoch if it
+// is for another epoch, StatusNotReady if the node is not serving or the
+// object is not recovered yet (and cannot be now). On success the caller
+// must call release when the request is done: a transition waits for
+// admitted requests before it moves files.
+func (r *recoverer) admit(ctx context.Context, req *proto.Request) (release func(), err error) {
+	r.mu.Lock()
+	cur := r.cur
+	switch {
+	case cur == nil:
+		r.mu.Unlock()
+		return nil, notReady("node starting")
+	case req.Epoch != cur.Number:
+		r.mu.Unlock()
+		return nil, &proto.Error{Status: proto.StatusWrongEpoch, Reason: "request for epoch " + strconv.FormatUint(req.Epoch, 10) +
+			", node at " + strconv.FormatUint(cur.Number, 10)}
+	case !r.serving:
+		r.mu.Unlock()
+		return nil, notReady("node not serving epoch %d (not a member, or changing epoch)", cur.Number)
+	case !r.opts.Live():
+		r.mu.Unlock()
+		return nil, notReady("node not registered in the cluster (lease lost)")
+	}
+	r.inflight++
+	prev, prevComplete, pctx := r.prev, r.state.PrevComplete, r.epochCtx
+	r.mu.Unlock()
+	if err := r.ready(ctx, pctx, cur, prev, prevComplete, req); err != nil {
+		r.release()
+		return nil, err
+	}
+	return r.release, nil
+}
+
+func (r *recoverer) release() {
+	r.mu.Lock()
+	r.inflight--
+	if r.inflight == 0 {
+		r.idle.Broadcast()
+	}
+	r.mu.Unlock()
+}
+
+// createsData reports whether op can make an object exist.
+func createsData(op proto.Op) bool { return op == proto.OpWrite || op == proto.OpCreateAndWrite }
+
+// ready answers "is X ready on this node at epoch cur?", pulling X now if
+// it must be (see epochs.md). An object that is not ready is never served:
+// a read would answer zeros for data that exists elsewhere, a write would
+// create an object missing its older data.
+func (r *recoverer) ready(ctx, pctx context.Context, cur, prev *epochView, prevComplete bool, req *proto.Request) error {
+	oid := req.Object
+	complete := r.complete.Load()
+	if complete && !createsData(req.Op) {
+		return nil // fast path: no lookups
+	}
+	copies, err := r.vdis.copies(ctx, oid.VDI())
+	if err != nil {
+		return notReady("object %v: %v", oid, err)
+	}
+	if !cur.isTarget(r.self, oid, copies) {
+		return notReady("object %v is not placed on node %s in epoch %d", oid, r.self, cur.Number)
+	}
+	if complete || r.st.Exists(oid) || r.isAbsent(oid) {
+		return nil
+	}
+	if prevComplete && prev.isTarget(r.self, oid, copies) {
+		return nil // it would be here if it existed at the previous epoch
+	}
+	return r.pull(ctx, pctx, cur, oid, copies)
+}
+
+func (r *recoverer) isAbsent(oid proto.ObjectID) bool {
+	r.mu.Lock()
+	_, ok := r.absent[oid]
+	r.mu.Unlock()
+	return ok
+}
+
+// pull recovers X for epoch cur, once however many requests (and the
+// background recovery) want it at the same time. ctx bounds the caller's
+// wait; the pull itself runs until it ends or cur does.
+func (r *recoverer) pull(ctx, pctx context.Context, cur *epochView, oid proto.ObjectID, copies int) error {
+	key := strconv.FormatUint(cur.Number, 10) + "/" + strconv.FormatUint(uint64(oid), 16)
+	ch := r.flight.DoChan(key, func() (any, error) {
+		return nil, r.recoverObject(pctx, cur, oid, copies)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return notReady("object %v not recovered yet: %v", oid, res.Err)
+		}
+		return nil
+	case <-ctx.Done():
+		return notReady("object %v not recovered yet: %v", oid, ctx.Err())
+	}
+}
+
+// recoverObject walks back through the epochs for X and installs what it
+// finds, or records that X is absent at cur.
+func (r *recoverer) recoverObject(ctx context.Context, cur *epochView, oid proto.ObjectID, copies int) error {
+	if r.st.Exists(oid) || r.isAbsent(oid) {
+		return nil
+	}
+	buf := r.bufs.Get().([]byte)
+	defer r.bufs.Put(buf)
+	src := walkSourceFunc{r: r, copies: copies}
+	out, err := walkBack(ctx, oid, cur.Number, r.lastComplete.Load(), src, buf)
+	if err != nil {
+		return err
+	}
+	if !out.Found {
+		r.mu.Lock()
+		if r.cur == cur {
+			r.absent[oid] = struct{}{}
+		}
+		r.mu.Unlock()
+		r.log.Debug().Stringer("object", oid).Uint64("epoch", cur.Number).Str("source", out.Source).Uint64("at", out.Epoch).Msg("object absent")
+		return nil
+	}
+	if err := r.st.Install(oid, buf); err != nil && !errors.Is(err, store.ErrExists) {
+		return fmt.Errorf("install object %v: %w", oid, err)
+	}
+	r.bytes.Add(int64(len(buf)))
+	r.log.Debug().Stringer("object", oid).Uint64("epoch", cur.Number).Str("source", out.Source).Uint64("at", out.Epoch).Msg("object recovered")
+	return nil
+}
+
+// walkSourceFunc adapts the recoverer to walkBack for one object.
+type walkSourceFunc struct {
+	r      *recoverer
+	copies int
+}
+
+func (w walkSourceFunc) sourcesAt(ctx context.Context, e uint64, oid proto.ObjectID) ([]string, error) {
+	v, err := w.r.epochs.at(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	var buf [cluster.MaxCopies + 1]placementID
+	ts := v.targets(oid, w.copies, buf[:0])
+	out := make([]string, 0, len(ts))
+	// Itself first: its own stale copies cost no network.
+	for _, t := range ts {
+		if string(t) == w.r.self {
+			out = append(out, string(t))
+		}
+	}
+	for _, t := range ts {
+		if string(t) != w.r.self {
+			out = append(out, string(t))
+		}
+	}
+	return out, nil
+}
+
+func (w walkSourceFunc) ask(ctx context.Context, source string, oid proto.ObjectID, e uint64, buf []byte) peerAnswer {
+	if source == w.r.self {
+		a, _, err := w.r.answerPeer(ctx, oid, e, buf)
+		if err != nil {
+			w.r.log.Warn().Err(err).Stringer("object", oid).Msg("reading own copy for recovery")
+			return answerUnreachable
+		}
+		return a
+	}
+	return w.r.opts.Peers.readPeer(ctx, source, oid, e, buf)
+}
+
+// answerPeer answers "X as of epoch e" from this node's copies (OpReadPeer,
+// and the node itself as a source): its current copy if the node is at e or
+// later, else its newest stale copy valid through e or later (answerData,
+// buf holds it, validThrough says until when); authoritative absence if it
+// was a target of X in e, had completed recovering e, and its stale copies
+// of e are not pruned; else unknown, which only ever means "no copy here".
+func (r *recoverer) answerPeer(ctx context.Context, oid proto.ObjectID, e uint64, buf []byte) (a peerAnswer, validThrough uint64, err error) {
+	r.filesMu.RLock()
+	defer r.filesMu.RUnlock()
+	r.mu.Lock()
+	state := r.state
+	r.mu.Unlock()
+	if e <= state.Epoch && r.st.Exists(oid) {
+		if err := r.st.ReadAt(oid, buf, 0); err != nil {
+			return answerUnreachable, 0, fmt.Errorf("read object %v for a peer: %w", oid, err)
+		}
+		return answerData, state.Epoch, nil
+	}
+	if se, ok := r.st.StaleCopy(oid, e); ok {
+		if err := r.st.ReadStale(oid, se, buf); err != nil {
+			return answerUnreachable, 0, fmt.Errorf("read stale copy of %v for a peer: %w", oid, err)
+		}
+		return answerData, se, nil
+	}
+	if e > state.Epoch || !completedAt(state, e) || e < r.prunedBelow.Load() {
+		return answerUnknown, 0, nil
+	}
+	copies, err := r.vdis.copies(ctx, oid.VDI())
+	if err != nil {
+		return answerUnknown, 0, nil // no copy here is all we can say
+	}
+	v, err := r.epochs.at(ctx, e)
+	if err != nil || !v.isTarget(r.self, oid, copies) {
+		return answerUnknown, 0, nil
+	}
+	return answerAbsent, 0, nil
+}
