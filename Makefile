@@ -60,11 +60,28 @@ lab-kernel: lab-runner
 # (every ublk feature); either failing fails the target.
 # Both runs always happen (a 6.12 failure must not hide 7.3's result).
 # test-deadlock (the memory-pressure deadlock test, issue 4) is not part of
-# test-lab yet: three rounds take 15-30 minutes under TCG, and replica
-# writes still time out under the heaviest pressure (see the README).
-.PHONY: test-deadlock
-test-deadlock: build lab-runner
-	$(LAB_BIN) run --kernel 6.12 --mem 640 --scratch 12G --hung-task-secs 10 --go-test= --timeout 50m --test-timeout 45m --out out/lab-deadlock $(LAB_FLAGS) reclaim-deadlock.sh
+# test-lab yet: see the README's "Memory pressure: the deadlock test" for
+# its measured durations and outcomes.
+#
+# Its guest has 512 MiB and the initramfs lives in that RAM, so the
+# binaries are built stripped (-s -w: no symbol table or DWARF; panics
+# still print stacks) into their own directory, and the scripts' lab-needs
+# line keeps fio and etcd out of the image (initrd ~21 MB instead of ~95).
+DEADLOCK_BIN := out/lab-deadlock-bin
+DEADLOCK_LAB := --kernel 6.12 --mem 512 --scratch 12G --go-test= --bin-dir $(DEADLOCK_BIN)
+
+.PHONY: deadlock-bins test-deadlock test-deadlock-unprotected
+deadlock-bins:
+	@mkdir -p $(DEADLOCK_BIN)
+	$(GO) build -trimpath -ldflags='-s -w' -o $(DEADLOCK_BIN)/ ./cmd/ublkctl ./cmd/dog ./tools/memhog
+
+test-deadlock: deadlock-bins lab-runner
+	$(LAB_BIN) run $(DEADLOCK_LAB) --hung-task-secs 10 --timeout 40m --test-timeout 35m --out out/lab-deadlock $(LAB_FLAGS) reclaim-deadlock.sh
+
+# The experiment without PR_SET_IO_FLUSHER and mlockall: never in CI (a
+# hang is its expected outcome). hung_task at 120 s as in the README's runs.
+test-deadlock-unprotected: deadlock-bins lab-runner
+	$(LAB_BIN) run $(DEADLOCK_LAB) --hung-task-secs 120 --timeout 40m --test-timeout 35m --out out/lab-deadlock-unprot $(LAB_FLAGS) reclaim-deadlock-unprotected.sh
 
 test-lab: build lab-runner
 	@status=0; \

@@ -4,5 +4,6 @@
 # start-local --unprotected: no PR_SET_IO_FLUSHER, no mlockall). It shows
 # whether the original Sheepdog deadlock happens without them; a hang
 # fails it and prints the stuck tasks and their kernel stacks.
-#   lab run --mem 640 --scratch 12G --hung-task-secs 120 --go-test= reclaim-deadlock-unprotected
+#   make test-deadlock-unprotected (512 MiB, hung_task_timeout_secs 120)
+# lab-needs: ublkctl dog memhog
 UNPROTECTED=1 exec sh ./reclaim-deadlock.sh

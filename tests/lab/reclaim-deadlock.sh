@@ -13,12 +13,14 @@
 # boot, each timed.
 #
 # Not in the default lab selection (no NN- prefix): it needs a small guest
-# (make test-lab runs it on its own boot). 640 MiB, not 512: the lab's
-# initramfs (~200 MB, in RAM) does not unpack into 512.
-#   lab run --mem 640 --scratch 12G --hung-task-secs 10 --go-test= reclaim-deadlock.sh
+# of its own (make test-deadlock: 512 MiB). The initramfs lives in the
+# guest's RAM, so the lab-needs line below keeps fio and etcd out of it and
+# the Makefile strips the binaries (initrd ~21 MB, not ~95).
+#   lab run --mem 512 --scratch 12G --hung-task-secs 10 --go-test= --bin-dir DIR reclaim-deadlock.sh
 # UNPROTECTED=1 (reclaim-deadlock-unprotected.sh) is the experiment: the
 # same with PR_SET_IO_FLUSHER and mlockall switched off in the daemon and
 # the nodes; it reports whether and where it hung.
+# lab-needs: ublkctl dog memhog
 . ./lib.sh
 need_ublkctl
 DOG=/usr/local/bin/dog
@@ -82,6 +84,29 @@ mem_kib() { awk -v k="$1:" '$1 == k {print $2}' /proc/meminfo; }
 vmstat_snap() {
 	awk '/^allocstall/ {a += $2} $1 == "pgscan_direct" {d = $2} $1 == "pgscan_kswapd" {k = $2}
 		$1 == "pgsteal_direct" {s = $2} END {print a + 0, d + 0, k + 0, s + 0}' /proc/vmstat
+}
+
+# cpu_snap: the guest's busy and total CPU ticks (/proc/stat), and the
+# ticks (utime+stime) of the daemon, the nodes and kswapd0: who used the
+# (emulated, so scarce) CPU during a round.
+cpu_snap() {
+	echo "$(awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat)" \
+		"$(proc_ticks "$daemon_pid") $(proc_ticks "$cluster_pid") $(proc_ticks "$kswapd_pid")"
+}
+proc_ticks() { sed 's/.*) //' /proc/"$1"/stat 2>/dev/null | awk '{print $12 + $13; f = 1} END {if (!f) print 0}'; }
+kswapd_pid=$(grep -lx kswapd0 /proc/[0-9]*/comm 2>/dev/null | head -1 | cut -d/ -f3)
+
+# cpu_report LABEL BEFORE...: what the guest's CPUs did since cpu_snap
+# printed BEFORE (busy share; the daemon's, the nodes' and kswapd's share
+# of the busy time).
+cpu_report() {
+	_label=$1
+	shift
+	set -- "$@" $(cpu_snap)
+	awk -v l="$_label" -v b0="$1" -v t0="$2" -v d0="$3" -v n0="$4" -v k0="$5" -v b1="$6" -v t1="$7" -v d1="$8" -v n1="$9" -v k1="${10}" 'BEGIN {
+		b = b1 - b0; t = t1 - t0; if (b < 1) b = 1; if (t < 1) t = 1
+		printf "%s: guest CPUs %d%% busy; of the busy time: ublk daemon %d%%, sheep nodes %d%%, kswapd0 %d%%, the rest (dd, ext4, memhog, this script, irq) %d%%\n",
+			l, 100 * b / t, 100 * (d1 - d0) / b, 100 * (n1 - n0) / b, 100 * (k1 - k0) / b, 100 * (b - (d1 - d0) - (n1 - n0) - (k1 - k0)) / b }'
 }
 
 # dev_written_sectors: sectors the ublk device has written (a sign of life).
@@ -198,9 +223,12 @@ watch() {
 }
 
 # start_hog: memhog holds the guest at AVAIL_PERCENT until it is stopped
-# after the round's sync; its --duration is only a bound.
+# after the round's sync; its --duration is only a bound. The guest has no
+# swap, so its anonymous pages cannot be reclaimed whether touched or not:
+# re-touching them every second (memhog's default) would only take
+# emulated CPU from the writers.
 start_hog() {
-	$MEMHOG --duration "${STEP_LIMIT_SECS}s" --avail-percent "$AVAIL_PERCENT" --step-mib 4 --log-level warn >>"$WORK/memhog.out" 2>>"$WORK/memhog.err" &
+	$MEMHOG --duration "${STEP_LIMIT_SECS}s" --avail-percent "$AVAIL_PERCENT" --step-mib 4 --retouch 60s --log-level warn >>"$WORK/memhog.out" 2>>"$WORK/memhog.err" &
 	hog_pid=$!
 }
 
@@ -278,6 +306,7 @@ while [ $round -le "$ITERATIONS" ]; do
 	check "round $round: mount $DEV" mount -t ext4 "$DEV" $mnt
 	set -- $(vmstat_snap)
 	stall0=$1 scan0=$2 kswapd0=$3
+	cpu0=$(cpu_snap)
 	: >"$WORK/memhog.out"
 	: >"$WORK/memhog.err"
 	hog_restarts=0
@@ -311,6 +340,7 @@ while [ $round -le "$ITERATIONS" ]; do
 	[ $hog_rc = 0 ] || say "round $round: memhog exited $hog_rc (137: the OOM killer chose it): $(tail -c 300 "$WORK/memhog.err")"
 	say "round $round: memhog was OOM-killed and restarted $hog_restarts time(s); its last run: $(tail -1 "$WORK/memhog.out")"
 	set -- $(vmstat_snap)
+	say "$(cpu_report "round $round: writes" $cpu0)"
 	say "round $round: reclaim during the round: $(($1 - stall0)) direct-reclaim stalls, $(($2 - scan0)) pages scanned directly, $(($3 - kswapd0)) by kswapd"
 	[ $(($1 - stall0 + $2 - scan0)) -gt 0 ] || fail "round $round: no direct reclaim happened: the guest was never under real memory pressure"
 	say "ok: round $round: dd wrote ${dd_mib} MiB in $(secs $((w1 - w0))) s ($((dd_mib * 1000 / (w1 - w0 + 1))) MiB/s), sync took $(secs $((w2 - w1))) s"

@@ -11,6 +11,11 @@
 // its console.log stays, out/lab/console-<kernel>.log points at the
 // latest, and the five newest runs per kernel are kept.
 //
+// A script may say in its header which optional contents it uses
+// ("# lab-needs: ublkctl dog memhog"); when every selected script does, the
+// image holds only those (fio with its libraries and etcd are ~70 MB of RAM
+// in the guest, which a 512 MiB memory-pressure test cannot spare).
+//
 // The host side does everything with logic (caching, timeouts, console
 // parsing); the guest side is a small /init shell script that prints marker
 // lines on the serial console. Results are per-test PASS/FAIL/SKIP lines and

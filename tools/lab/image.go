@@ -19,16 +19,16 @@ import (
 //go:embed init.sh
 var initScript []byte
 
-// requiredTools are the real (non-busybox) tools the guest scripts call
-// by full path; optionalTools go in when the host has them.
+// coreTools are the real (non-busybox) tools the guest scripts call by
+// full path, in every image; optionalTools (needs.go) go in when the
+// selected scripts need them.
 var (
-	requiredTools = []string{
+	coreTools = []string{
 		"/usr/sbin/mke2fs", "/usr/sbin/mkfs.ext4", "/usr/sbin/e2fsck",
 		"/usr/sbin/blkdiscard", "/usr/sbin/losetup", "/usr/sbin/blockdev",
-		"/usr/bin/fio", "/usr/bin/jq",
+		"/usr/bin/jq",
 	}
-	optionalTools = []string{"/usr/sbin/nbd-client", "/usr/bin/nbd-server", "/usr/bin/etcd"}
-	hostFiles     = []string{"/etc/mke2fs.conf"}
+	hostFiles = []string{"/etc/mke2fs.conf"}
 )
 
 var guestEtc = map[string][]byte{
@@ -45,6 +45,7 @@ type imageOptions struct {
 	testsDir string   // tests/lab
 	goTests  []string // packages whose test binaries go in
 	plan     []byte   // /lab/plan
+	needs    imageNeeds
 	// vmlinuz, when set, puts a nested QEMU and this kernel image into the
 	// guest (run --with-qemu).
 	vmlinuz string
@@ -54,15 +55,20 @@ type imageOptions struct {
 // buildInitrd returns the path of the initrd for k: the cached base
 // archive followed by this run's overlay.
 func buildInitrd(k *kernel.Kernel, o imageOptions) (string, error) {
-	tools := append([]string{}, requiredTools...)
-	for _, t := range requiredTools {
+	tools := append([]string{}, coreTools...)
+	for _, t := range coreTools {
 		if _, err := os.Stat(t); err != nil {
-			return "", fmt.Errorf("lab tool %s missing on the host: install e2fsprogs, util-linux and fio", t)
+			return "", fmt.Errorf("lab tool %s missing on the host: install e2fsprogs, util-linux and jq", t)
 		}
 	}
 	for _, t := range optionalTools {
-		if _, err := os.Stat(t); err == nil {
-			tools = append(tools, t)
+		if !o.needs.has(filepath.Base(t.path)) {
+			continue
+		}
+		if _, err := os.Stat(t.path); err == nil {
+			tools = append(tools, t.path)
+		} else if t.required {
+			return "", fmt.Errorf("lab tool %s missing on the host: install it (a selected test needs %s)", t.path, filepath.Base(t.path))
 		}
 	}
 	order, err := k.LoadOrder()
@@ -114,9 +120,15 @@ func buildOverlay(file string, o imageOptions) error {
 	if err := st.Mkdir("/lab/gotest"); err != nil {
 		return err
 	}
-	bins, err := projectBinaries(o.binDir)
+	all, err := projectBinaries(o.binDir)
 	if err != nil {
 		return err
+	}
+	var bins []string
+	for _, p := range all {
+		if o.needs.has(filepath.Base(p)) {
+			bins = append(bins, p)
+		}
 	}
 	for _, p := range bins {
 		if err := st.AddFile(p, "/usr/local/bin/"+filepath.Base(p)); err != nil {
@@ -124,7 +136,7 @@ func buildOverlay(file string, o imageOptions) error {
 		}
 	}
 	for _, name := range expectedBinaries {
-		if !slices.Contains(bins, filepath.Join(o.binDir, name)) {
+		if o.needs.has(name) && !slices.Contains(bins, filepath.Join(o.binDir, name)) {
 			o.log.Warn().Str("binary", filepath.Join(o.binDir, name)).Msg("not built; the guest runs without it (make build)")
 		}
 	}

@@ -41,6 +41,9 @@ type bootFlags struct {
 	outDir      string
 	goTests     []string
 	withQemu    bool
+	// needs is what the selected scripts' lab-needs lines ask for
+	// (run); the shell gets everything.
+	needs imageNeeds
 }
 
 func (b *bootFlags) register(cmd *cobra.Command, timeout time.Duration) {
@@ -118,6 +121,11 @@ func newRunCommand(g *globalFlags) *cobra.Command {
 			if len(tests) == 0 {
 				return usageError{fmt.Errorf("no test scripts in %s", b.testsDir)}
 			}
+			needs, err := readNeeds(b.testsDir, tests)
+			if err != nil {
+				return err
+			}
+			b.needs = needs
 			return runTests(cmd.Context(), g, b, tests)
 		},
 	}
@@ -227,7 +235,10 @@ func prepareBoot(ctx context.Context, g *globalFlags, b *bootFlags, plan string)
 	plan += fmt.Sprintf("LAB_TEST_TIMEOUT=%d\nLAB_HUNG_TASK_SECS=%d\n", int(b.testTimeout.Seconds()), b.hungTask)
 	o := imageOptions{
 		cacheDir: cacheDir, outDir: runDir, binDir: b.binDir, testsDir: b.testsDir,
-		goTests: b.goTests, plan: []byte(plan), log: log,
+		goTests: b.goTests, plan: []byte(plan), needs: b.needs, log: log,
+	}
+	if o.needs.names == nil {
+		o.needs = needsAll
 	}
 	if b.withQemu {
 		o.vmlinuz = k.Vmlinuz()
@@ -244,6 +255,15 @@ func prepareBoot(ctx context.Context, g *globalFlags, b *bootFlags, plan string)
 		run.opts.Cmdline = vm.DefaultCmdline + " " + b.kernelArgs
 	}
 	return run, nil
+}
+
+// initrdSize is the initrd's compressed size, for the run's report.
+func initrdSize(file string) string {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return "size unknown"
+	}
+	return fmt.Sprintf("initrd %d MB", fi.Size()>>20)
 }
 
 // virtioName is the guest's name of the i-th virtio disk (vda, vdb, ...).
@@ -292,7 +312,8 @@ func runTests(ctx context.Context, g *globalFlags, b *bootFlags, tests []string)
 		opts.Console = io.MultiWriter(logFile, os.Stdout)
 	}
 	sess := console.NewSession(nil)
-	fmt.Printf("lab: booting %s (%s), %d test(s), console log %s\n", b.kernel, filepath.Base(opts.Kernel), len(tests), logPath)
+	fmt.Printf("lab: booting %s (%s), %d test(s), image with %s (%s), console log %s\n", b.kernel, filepath.Base(opts.Kernel), len(tests),
+		b.needs, initrdSize(opts.Initrd), logPath)
 	opts.OnLine = func(line string) bool {
 		crashes := len(sess.Crashes)
 		r, perr := sess.Line(line)

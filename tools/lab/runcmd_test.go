@@ -50,3 +50,62 @@ func TestProjectBinariesTakesEveryExecutable(t *testing.T) {
 		t.Fatalf("missing bin dir: %q, %v", got, err)
 	}
 }
+
+func TestReadNeeds(t *testing.T) {
+	dir := t.TempDir()
+	scripts := map[string]string{
+		"a.sh":     "#!/bin/sh\n# what a does\n# lab-needs: ublkctl dog\n. ./lib.sh\n",
+		"b.sh":     "#!/bin/sh\n# lab-needs: memhog   dog\n",
+		"none.sh":  "#!/bin/sh\n# no header\necho hi\n# lab-needs: fio\n",
+		"typo.sh":  "#!/bin/sh\n# lab-needs: ublkctl fi0\n",
+		"empty.sh": "#!/bin/sh\n# lab-needs:\n",
+	}
+	for name, body := range scripts {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := readNeeds(dir, []string{"a.sh", "b.sh"})
+	if err != nil || n.all || n.String() != "dog memhog ublkctl" {
+		t.Fatalf("a+b: %+v (%s), %v; want exactly dog memhog ublkctl", n, n, err)
+	}
+	if !n.has("dog") || n.has("fio") || n.has("etcd") || n.has("sheep") {
+		t.Fatalf("a+b has the wrong contents: %s", n)
+	}
+	// A script without the header (a lab-needs line after the first
+	// command does not count) brings everything in.
+	n, err = readNeeds(dir, []string{"a.sh", "none.sh"})
+	if err != nil || !n.all || !n.has("fio") || !n.has("etcd") {
+		t.Fatalf("a+none: %+v, %v; want everything", n, err)
+	}
+	n, err = readNeeds(dir, []string{"empty.sh"})
+	if err != nil || n.all || n.has("fio") || n.has("ublkctl") {
+		t.Fatalf("empty: %+v, %v; want nothing optional", n, err)
+	}
+	var usage usageError
+	if _, err := readNeeds(dir, []string{"a.sh", "typo.sh"}); !errors.As(err, &usage) {
+		t.Fatalf("typo: err = %v, want a usage error", err)
+	}
+	if _, err := readNeeds(dir, []string{"missing.sh"}); err == nil {
+		t.Fatal("missing script: no error")
+	}
+}
+
+// The repository's own memory-pressure scripts must keep fio and etcd out
+// of their image: their guest is small (make test-deadlock).
+func TestDeadlockScriptsLeaveOutFioAndEtcd(t *testing.T) {
+	n, err := readNeeds("../../tests/lab", []string{"reclaim-deadlock.sh", "reclaim-deadlock-unprotected.sh"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ublkctl", "dog", "memhog"} {
+		if !n.has(want) {
+			t.Errorf("image lacks %s: %s", want, n)
+		}
+	}
+	for _, heavy := range []string{"fio", "etcd", "sheep"} {
+		if n.has(heavy) {
+			t.Errorf("image has %s: %s", heavy, n)
+		}
+	}
+}
