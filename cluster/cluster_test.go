@@ -366,18 +366,28 @@ func TestEpochMembership(t *testing.T) {
 		if e := <-epochs; e.Number != 0 || len(e.Members) != 0 {
 			t.Fatalf("initial epoch %+v", e)
 		}
+		// Registering does not make a member: the controller does.
 		regB, err := c.Register(ctx, cluster.Node{ID: "b", Addr: "127.0.0.1:7001", Zone: "z", Capacity: 2 << 40}, cluster.RegisterOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		regA, err := c.Register(ctx, cluster.Node{ID: "a", Addr: "127.0.0.1:7000", Capacity: 1 << 40}, cluster.RegisterOptions{})
-		if err != nil {
+		defer regB.Close()
+		if e, err := c.Epoch(ctx); err != nil || e.Number != 0 {
+			t.Fatalf("epoch after a registration: %+v, %v", e, err)
+		}
+		if ms, err := c.Members(ctx); err != nil || len(ms) != 1 || ms[0].State != cluster.NodeJoining {
+			t.Fatalf("members: %+v, %v", ms, err)
+		}
+		if _, err := c.Join(ctx, cluster.Member{ID: "b", Zone: "z", Capacity: 2 << 40}); err != nil {
 			t.Fatal(err)
 		}
-		e, err := c.Epoch(ctx)
+		e, err := c.Join(ctx, cluster.Member{ID: "a", Capacity: 1 << 40})
 		if err != nil || e.Number != 2 || len(e.Members) != 2 || e.Members[0] != (cluster.Member{ID: "a", Capacity: 1 << 40}) ||
-			e.Members[1] != (cluster.Member{ID: "b", Zone: "z", Capacity: 2 << 40}) {
+			e.Members[1] != (cluster.Member{ID: "b", Zone: "z", Capacity: 2 << 40}) || e.Reason != "operator joined node a" {
 			t.Fatalf("epoch after two joins: %+v, %v", e, err)
+		}
+		if again, err := c.Join(ctx, cluster.Member{ID: "a"}); err != nil || again.Number != 2 {
+			t.Fatalf("joining a member again: %+v, %v", again, err)
 		}
 		waitFor(t, "watch sees epoch 2", 5*time.Second, func() bool {
 			select {
@@ -387,46 +397,30 @@ func TestEpochMembership(t *testing.T) {
 				return false
 			}
 		})
-		// Leaving and coming back (with another capacity) changes nothing:
-		// placement must not move data because a node restarted.
-		regA.Close()
-		regA, err = c.Register(ctx, cluster.Node{ID: "a", Addr: "127.0.0.1:7100", Capacity: 5 << 40}, cluster.RegisterOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer regA.Close()
-		defer regB.Close()
-		if e, _ := c.Epoch(ctx); e.Number != 2 || e.Members[0].Capacity != 1<<40 {
-			t.Fatalf("epoch after a restart: %+v", e)
-		}
-		// Once the cluster holds a VDI, a new node stays a spare: placing
-		// objects on it would send reads where the data is not.
-		format(t, c, 2)
-		if _, err := c.CreateVDI(ctx, cluster.CreateVDIOptions{Name: "v", Size: 1 << 20}); err != nil {
-			t.Fatal(err)
-		}
-		regC, err := c.Register(ctx, cluster.Node{ID: "c", Addr: "127.0.0.1:7002"}, cluster.RegisterOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer regC.Close()
-		if regC.Member() || !regB.Member() {
-			t.Fatalf("member: c %v (want false), b %v (want true)", regC.Member(), regB.Member())
-		}
-		if e, _ := c.Epoch(ctx); e.Number != 2 || e.Has("c") {
-			t.Fatalf("a spare joined the epoch: %+v", e)
-		}
-		if ms, err := c.Members(ctx); err != nil || len(ms) != 3 || ms[2].ID != "c" || ms[2].State != cluster.NodeSpare || ms[0].State != cluster.NodeUp {
+		// a is a member but not registered: down; b has not reported
+		// recovering epoch 2: recovering.
+		if ms, err := c.Members(ctx); err != nil || len(ms) != 2 || ms[0].State != cluster.NodeDown || ms[1].State != cluster.NodeRecovering {
 			t.Fatalf("members: %+v, %v", ms, err)
 		}
-		if e, err := c.Join(ctx, cluster.Member{ID: "c"}); err != nil || e.Number != 3 || !e.Has("c") {
-			t.Fatalf("forced join: %+v, %v", e, err)
-		}
-		if e, err := c.RemoveMember(ctx, "b"); err != nil || e.Number != 4 || len(e.Members) != 2 || e.Has("b") || !e.Has("a") {
+		if e, err := c.RemoveMember(ctx, "b"); err != nil || e.Number != 3 || len(e.Members) != 1 || e.Has("b") || !e.Has("a") || e.Reason != "operator removed node b" {
 			t.Fatalf("remove b: %+v, %v", e, err)
 		}
 		if _, err := c.RemoveMember(ctx, "b"); !errors.Is(err, cluster.ErrInvalid) {
 			t.Fatalf("remove b twice: %v", err)
+		}
+		// b: registered, not a member: joining again; with Gone, nobody
+		// else is gone (a is down, b registered).
+		ns, err := c.ListNodes(ctx, cluster.ListNodesOptions{Gone: true})
+		if err != nil || nodeIDs(ns) != "a,b" || ns[0].State != cluster.NodeDown || ns[1].State != cluster.NodeJoining {
+			t.Fatalf("list nodes: %+v, %v", ns, err)
+		}
+		regB.Close()
+		ns, err = c.ListNodes(ctx, cluster.ListNodesOptions{Gone: true})
+		if err != nil || nodeIDs(ns) != "a,b" || ns[1].State != cluster.NodeGone || ns[1].Zone != "z" {
+			t.Fatalf("list nodes with b gone: %+v, %v", ns, err)
+		}
+		if ns, err := c.ListNodes(ctx, cluster.ListNodesOptions{}); err != nil || nodeIDs(ns) != "a" {
+			t.Fatalf("list nodes without gone: %+v, %v", ns, err)
 		}
 	})
 }
@@ -442,55 +436,4 @@ func TestCorruptVDIRecordIsAnError(t *testing.T) {
 	if _, err := c.VDI(ctx, "bad"); err == nil || !strings.Contains(err.Error(), "corrupt") {
 		t.Fatalf("VDI(bad) = %v, want a corrupt-record error", err)
 	}
-}
-
-func TestRecoveryBookkeeping(t *testing.T) {
-	etcds(t, func(t *testing.T, url string) {
-		ctx := context.Background()
-		c := clustertest.Client(t, url)
-		format(t, c, 1)
-		for _, id := range []string{"a", "b"} {
-			reg, err := c.Register(ctx, cluster.Node{ID: id, Addr: "127.0.0.1:7000"}, cluster.RegisterOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer reg.Close()
-		}
-		if _, err := c.CreateVDI(ctx, cluster.CreateVDIOptions{Name: "v", Size: 1 << 20}); err != nil {
-			t.Fatal(err)
-		}
-		e, err := c.Join(ctx, cluster.Member{ID: "c"})
-		if err != nil || !e.Recovering() || len(e.Placement()) != 2 || len(e.Members) != 3 {
-			t.Fatalf("forced join: %+v, %v", e, err)
-		}
-		// A second change before recovery keeps the data placement.
-		e, err = c.RemoveMember(ctx, "a")
-		if err != nil || len(e.Placement()) != 2 || e.Placement()[0].ID != "a" || len(e.Members) != 2 {
-			t.Fatalf("remove during recovery: %+v, %v", e, err)
-		}
-		// In use: no switch.
-		h, err := c.OpenVDI(ctx, "v", 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h2, err := c.OpenVDI(ctx, "v", 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if use, err := c.VDIsInUse(ctx); err != nil || use["v"] != 2 {
-			t.Fatalf("in use: %v, %v", use, err)
-		}
-		if _, err := c.FinishRecovery(ctx, e.Number); !errors.Is(err, cluster.ErrVDIInUse) || !strings.Contains(err.Error(), "v") {
-			t.Fatalf("finish with the vdi open: %v", err)
-		}
-		h.Close()
-		h2.Close()
-		if _, err := c.FinishRecovery(ctx, e.Number-1); !errors.Is(err, cluster.ErrEpochChanged) {
-			t.Fatalf("finish from a stale epoch: %v", err)
-		}
-		done, err := c.FinishRecovery(ctx, e.Number)
-		if err != nil || done.Recovering() || done.Number != e.Number+1 || len(done.Placement()) != 2 || done.Placement()[0].ID != "b" {
-			t.Fatalf("finish: %+v, %v", done, err)
-		}
-	})
 }

@@ -32,8 +32,9 @@ func decodeSettings(b []byte) (Settings, error) {
 	if err := decodeJSON(b, &s); err != nil {
 		return s, err
 	}
-	if s.Copies < 1 || s.Copies > MaxCopies || !validObjectSize(s.ObjectSize) {
-		return Settings{}, fmt.Errorf("%w: settings with %d copies, object size %d", errCorrupt, s.Copies, s.ObjectSize)
+	if s.Copies < 1 || s.Copies > MaxCopies || !validObjectSize(s.ObjectSize) || s.MinCopies < 0 || s.MinCopies > s.Copies || s.MemberGrace < 0 {
+		return Settings{}, fmt.Errorf("%w: settings with %d copies (min %d), object size %d, member grace %v",
+			errCorrupt, s.Copies, s.MinCopies, s.ObjectSize, s.MemberGrace)
 	}
 	return s, nil
 }
@@ -72,12 +73,28 @@ func decodeEpoch(b []byte) (Epoch, error) {
 	if err := decodeJSON(b, &e); err != nil {
 		return e, err
 	}
-	for _, ms := range [][]Member{e.Members, e.Data} {
-		for i, m := range ms {
-			if validNodeID(m.ID) != nil || m.Capacity < 0 || (i > 0 && ms[i-1].ID >= m.ID) {
-				return Epoch{}, fmt.Errorf("%w: epoch %d member %d (%q) invalid or out of order", errCorrupt, e.Number, i, m.ID)
-			}
+	for i, m := range e.Members {
+		if validNodeID(m.ID) != nil || m.Capacity < 0 || (i > 0 && e.Members[i-1].ID >= m.ID) {
+			return Epoch{}, fmt.Errorf("%w: epoch %d member %d (%q) invalid or out of order", errCorrupt, e.Number, i, m.ID)
 		}
 	}
+	if len(e.Reason) > maxReason {
+		return Epoch{}, fmt.Errorf("%w: epoch %d reason of %d bytes", errCorrupt, e.Number, len(e.Reason))
+	}
 	return e, nil
+}
+
+// maxReason bounds the free-text fields of records (epoch reasons, a
+// recovery status's Waiting).
+const maxReason = 4096
+
+func decodeRecoveryStatus(b []byte) (RecoveryStatus, error) {
+	var s RecoveryStatus
+	if err := decodeJSON(b, &s); err != nil {
+		return s, err
+	}
+	if validNodeID(s.Node) != nil || s.Total < 0 || s.Done < 0 || s.Bytes < 0 || len(s.Waiting) > maxReason {
+		return RecoveryStatus{}, fmt.Errorf("%w: recovery status of %q: total %d done %d bytes %d", errCorrupt, s.Node, s.Total, s.Done, s.Bytes)
+	}
+	return s, nil
 }

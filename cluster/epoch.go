@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -12,8 +11,8 @@ import (
 )
 
 // Member is a node as placement knows it: the part of a Node that decides
-// where objects live. It is fixed when the node first joins (a node's free
-// space changes at every start; its placement weight must not).
+// where objects live. It is fixed when the node joins (a node's free space
+// changes at every start; its placement weight must not).
 type Member struct {
 	ID       string `json:"id"`
 	Zone     string `json:"zone,omitempty"`
@@ -21,44 +20,39 @@ type Member struct {
 }
 
 // Epoch is the cluster's membership for placement: the nodes objects are
-// placed on, whether or not each is up right now. A node that dies stays a
-// member (its objects are still placed on it, so reads fail over to the
-// other replicas and writes to its objects fail rather than landing where
-// readers would not look); only a node that joins for the first time, or
-// one an operator removes, changes the epoch.
+// placed on, whether or not each is up right now. Every change of the
+// membership is a new epoch; the record of every epoch is kept (EpochAt),
+// because a node recovering an object walks back through the epochs to
+// find who held it.
 type Epoch struct {
-	// Number grows by one with every membership or placement change.
+	// Number grows by one with every membership change; 0 is the empty
+	// membership before any node joined.
 	Number  uint64    `json:"number"`
 	Members []Member  `json:"members"` // sorted by ID
 	Changed time.Time `json:"changed"`
-	// Data is the membership the stored objects are still placed by after
-	// an operator joined or removed a node, until `dog cluster recover`
-	// has copied every object to its place under Members; nil otherwise.
-	// Clients place I/O by Placement, so a membership change never sends a
-	// read where the data is not.
-	Data []Member `json:"data,omitempty"`
+	// Reason says why the membership changed ("node n5 joined", "node n3
+	// gone for 10s", "operator removed n2"), for people reading history.
+	Reason string `json:"reason,omitempty"`
 }
-
-// Placement is the membership objects are placed by now: Data while a
-// recovery is pending, else Members.
-func (e Epoch) Placement() []Member {
-	if e.Data != nil {
-		return e.Data
-	}
-	return e.Members
-}
-
-// Recovering reports whether objects still have to move to their places
-// under Members.
-func (e Epoch) Recovering() bool { return e.Data != nil }
 
 // Has reports whether id is a member.
 func (e Epoch) Has(id string) bool {
-	i := sort.Search(len(e.Members), func(i int) bool { return e.Members[i].ID >= id })
-	return i < len(e.Members) && e.Members[i].ID == id
+	_, ok := e.Member(id)
+	return ok
 }
 
-func (c *Client) epochKey() string { return c.prefix + "epoch" }
+// Member returns the member id.
+func (e Epoch) Member(id string) (Member, bool) {
+	i := sort.Search(len(e.Members), func(i int) bool { return e.Members[i].ID >= id })
+	if i < len(e.Members) && e.Members[i].ID == id {
+		return e.Members[i], true
+	}
+	return Member{}, false
+}
+
+func (c *Client) epochKey() string             { return c.prefix + "epoch" }
+func (c *Client) epochsPrefix() string         { return c.prefix + "epochs/" }
+func (c *Client) epochHistKey(n uint64) string { return fmt.Sprintf("%s%020d", c.epochsPrefix(), n) }
 
 // epochAt reads the epoch, the key's mod revision (for a guarded update)
 // and the store revision it was read at (to watch from).
@@ -85,10 +79,85 @@ func (c *Client) Epoch(ctx context.Context) (Epoch, error) {
 	return e, err
 }
 
+// EpochAt reads the record of epoch n: ErrNotFound if there never was one
+// (n is beyond the current epoch, or it predates the history, which
+// clusters formatted before history was kept lack). Epoch 0 is always the
+// empty membership.
+func (c *Client) EpochAt(ctx context.Context, n uint64) (Epoch, error) {
+	if n == 0 {
+		return Epoch{}, nil
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	resp, err := c.etcd.Txn(ctx).Then(
+		clientv3.OpGet(c.epochHistKey(n)),
+		clientv3.OpGet(c.epochKey()),
+	).Commit()
+	if err != nil {
+		return Epoch{}, fmt.Errorf("read epoch %d: %w", n, c.etcdErr(err))
+	}
+	for i, key := range []string{c.epochHistKey(n), c.epochKey()} {
+		kvs := resp.Responses[i].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			continue
+		}
+		e, err := decodeEpoch(kvs[0].Value)
+		if err != nil {
+			return Epoch{}, fmt.Errorf("decode epoch at %s: %w", key, err)
+		}
+		// The current epoch stands in for its history record only if
+		// it is the one asked for (a cluster from before history).
+		if e.Number == n {
+			return e, nil
+		}
+		if i == 0 {
+			return Epoch{}, fmt.Errorf("%w: epoch %d recorded at %s", errCorrupt, e.Number, key)
+		}
+	}
+	return Epoch{}, fmt.Errorf("epoch %d: %w", n, ErrNotFound)
+}
+
+// Epochs reads the records of epochs from..to (inclusive; to 0: up to the
+// current one), oldest first. Numbers without a record (before history was
+// kept) are left out.
+func (c *Client) Epochs(ctx context.Context, from, to uint64) ([]Epoch, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	cur, _, _, err := c.epochAt(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if to == 0 || to > cur.Number {
+		to = cur.Number
+	}
+	if from == 0 {
+		from = 1
+	}
+	if from > to {
+		return nil, nil
+	}
+	resp, err := c.etcd.Get(ctx, c.epochHistKey(from), clientv3.WithRange(c.epochHistKey(to+1)))
+	if err != nil {
+		return nil, fmt.Errorf("read epochs %d..%d: %w", from, to, c.etcdErr(err))
+	}
+	out := make([]Epoch, 0, len(resp.Kvs)+1)
+	for _, kv := range resp.Kvs {
+		e, err := decodeEpoch(kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("decode epoch at %s: %w", kv.Key, err)
+		}
+		out = append(out, e)
+	}
+	if cur.Number == to && (len(out) == 0 || out[len(out)-1].Number != to) {
+		out = append(out, cur)
+	}
+	return out, nil
+}
+
 // Join makes m a member if it is not one yet (a new epoch); a member
-// joining again changes nothing. It is unconditional: on a cluster that
-// holds data, a new member moves objects it does not have (see
-// joinIfNoData).
+// joining again changes nothing. This is the operator's `dog node join`;
+// the membership controller (RunMembership) adds registered nodes by
+// itself.
 func (c *Client) Join(ctx context.Context, m Member) (Epoch, error) {
 	if err := validNodeID(m.ID); err != nil {
 		return Epoch{}, fmt.Errorf("join: %w", err)
@@ -97,133 +166,22 @@ func (c *Client) Join(ctx context.Context, m Member) (Epoch, error) {
 		if e.Has(m.ID) {
 			return false
 		}
-		keepDataPlacement(e)
 		e.Members = append(e.Members, m)
+		e.Reason = "operator joined node " + m.ID
 		return true
 	})
 }
 
-// keepDataPlacement records, before the first membership change since the
-// last recovery, where the objects are: they stay there (and I/O follows
-// them) until a recovery moves them.
-func keepDataPlacement(e *Epoch) {
-	if e.Data == nil {
-		e.Data = append([]Member{}, e.Members...)
-	}
-}
-
-// ErrVDIInUse: a VDI is open by a client (a device serving it), so its
-// objects may not move now.
-var ErrVDIInUse = errors.New("vdi in use")
-
-// ErrEpochChanged: the epoch is not the one a recovery started from.
-var ErrEpochChanged = errors.New("epoch changed")
-
-// FinishRecovery ends a recovery that started from epoch number: objects
-// are placed by Members from now on (Data is cleared, a new epoch). It
-// fails with ErrEpochChanged if the epoch moved on meanwhile, and with
-// ErrVDIInUse while any VDI is open: a client writing by the old placement
-// during the switch would write where readers no longer look.
-func (c *Client) FinishRecovery(ctx context.Context, number uint64) (Epoch, error) {
-	ctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	e, rev, _, err := c.epochAt(ctx)
-	if err != nil {
-		return Epoch{}, fmt.Errorf("finish recovery: %w", err)
-	}
-	if e.Number != number {
-		return e, fmt.Errorf("finish recovery from epoch %d: now %d: %w", number, e.Number, ErrEpochChanged)
-	}
-	if e.Data == nil {
-		return e, nil
-	}
-	e.Data = nil
-	e.Number++
-	e.Changed = time.Now().UTC().Truncate(time.Millisecond)
-	val, err := json.Marshal(e)
-	if err != nil {
-		return Epoch{}, fmt.Errorf("finish recovery: %w", err)
-	}
-	resp, err := c.etcd.Txn(ctx).If(
-		clientv3.Compare(clientv3.ModRevision(c.epochKey()), "=", rev),
-		clientv3.Compare(clientv3.CreateRevision(c.openPrefix()), "=", 0).WithPrefix(),
-	).Then(
-		clientv3.OpPut(c.epochKey(), string(val)),
-	).Else(
-		clientv3.OpGet(c.openPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
-	).Commit()
-	if err != nil {
-		return Epoch{}, fmt.Errorf("finish recovery: %w", c.etcdErr(err))
-	}
-	if !resp.Succeeded {
-		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			return Epoch{}, fmt.Errorf("finish recovery: %w: %s", ErrVDIInUse, c.openNames(kvs))
-		}
-		return Epoch{}, fmt.Errorf("finish recovery from epoch %d: %w", number, ErrEpochChanged)
-	}
-	return e, nil
-}
-
-// joinIfNoData is Join for Register: a node new to the membership joins
-// only while the cluster has no VDI. Joining later would move objects onto
-// a node that does not have them, and reads there return zeros; until the
-// nodes recover (copy) objects on membership changes, such a node stays a
-// spare: live, listed, given no data. `dog node join` forces it in.
-func (c *Client) joinIfNoData(ctx context.Context, m Member) (joined bool, err error) {
-	if err := validNodeID(m.ID); err != nil {
-		return false, fmt.Errorf("join: %w", err)
-	}
-	ctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	for {
-		e, rev, _, err := c.epochAt(ctx)
-		if err != nil {
-			return false, fmt.Errorf("join %s: %w", m.ID, err)
-		}
-		if e.Has(m.ID) {
-			return true, nil
-		}
-		e.Members = append(e.Members, m)
-		e.Number++
-		e.Changed = time.Now().UTC().Truncate(time.Millisecond)
-		sort.Slice(e.Members, func(i, j int) bool { return e.Members[i].ID < e.Members[j].ID })
-		val, err := json.Marshal(e)
-		if err != nil {
-			return false, fmt.Errorf("join %s: %w", m.ID, err)
-		}
-		resp, err := c.etcd.Txn(ctx).If(
-			clientv3.Compare(clientv3.ModRevision(c.epochKey()), "=", rev),
-			// No key under vdis/: an empty range compares as absent.
-			clientv3.Compare(clientv3.CreateRevision(c.vdisPrefix()), "=", 0).WithPrefix(),
-		).Then(
-			clientv3.OpPut(c.epochKey(), string(val)),
-		).Else(
-			clientv3.OpGet(c.vdisPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly()),
-		).Commit()
-		if err != nil {
-			return false, fmt.Errorf("join %s: %w", m.ID, c.etcdErr(err))
-		}
-		if resp.Succeeded {
-			return true, nil
-		}
-		if resp.Responses[0].GetResponseRange().Count > 0 {
-			return false, nil
-		}
-		// The epoch changed meanwhile: look again.
-	}
-}
-
-// RemoveMember takes a node out of the membership for good (it will not
-// come back). Its objects stay placed on it (Data) until a recovery copies
-// them from the other replicas to their new places. Removing a node that
-// is not a member is ErrInvalid.
+// RemoveMember takes a node out of the membership (a new epoch); the other
+// members then recover its objects. Removing a node that is not a member is
+// ErrInvalid.
 func (c *Client) RemoveMember(ctx context.Context, id string) (Epoch, error) {
 	found := false
 	e, err := c.changeEpoch(ctx, "remove "+id, func(e *Epoch) bool {
 		for i, m := range e.Members {
 			if m.ID == id {
-				keepDataPlacement(e)
 				e.Members = append(e.Members[:i:i], e.Members[i+1:]...)
+				e.Reason = "operator removed node " + id
 				found = true
 				return true
 			}
@@ -238,7 +196,7 @@ func (c *Client) RemoveMember(ctx context.Context, id string) (Epoch, error) {
 }
 
 // changeEpoch applies change to the current epoch and commits it as the
-// next one, retrying if another change won the race.
+// next one, retrying if another change won the race. change sets Reason.
 func (c *Client) changeEpoch(ctx context.Context, what string, change func(*Epoch) bool) (Epoch, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
@@ -250,28 +208,42 @@ func (c *Client) changeEpoch(ctx context.Context, what string, change func(*Epoc
 		if !change(&e) {
 			return e, nil
 		}
-		e.Number++
-		e.Changed = time.Now().UTC().Truncate(time.Millisecond)
-		sort.Slice(e.Members, func(i, j int) bool { return e.Members[i].ID < e.Members[j].ID })
-		val, err := json.Marshal(e)
+		ok, err := c.commitEpoch(ctx, &e, rev)
 		if err != nil {
 			return Epoch{}, fmt.Errorf("%s: %w", what, err)
 		}
-		resp, err := c.etcd.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(c.epochKey()), "=", rev)).
-			Then(clientv3.OpPut(c.epochKey(), string(val))).Commit()
-		if err != nil {
-			return Epoch{}, fmt.Errorf("%s: %w", what, c.etcdErr(err))
-		}
-		if resp.Succeeded {
+		if ok {
 			return e, nil
 		}
 	}
 }
 
+// commitEpoch writes e (changed from the epoch whose key had mod revision
+// rev) as the next epoch, with its history record in the same transaction.
+// false: another change came first.
+func (c *Client) commitEpoch(ctx context.Context, e *Epoch, rev int64) (bool, error) {
+	e.Number++
+	e.Changed = time.Now().UTC().Truncate(time.Millisecond)
+	sort.Slice(e.Members, func(i, j int) bool { return e.Members[i].ID < e.Members[j].ID })
+	val, err := json.Marshal(e)
+	if err != nil {
+		return false, err
+	}
+	resp, err := c.etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(c.epochKey()), "=", rev)).
+		Then(
+			clientv3.OpPut(c.epochKey(), string(val)),
+			clientv3.OpPut(c.epochHistKey(e.Number), string(val)),
+		).Commit()
+	if err != nil {
+		return false, c.etcdErr(err)
+	}
+	return resp.Succeeded, nil
+}
+
 // WatchEpoch sends the current epoch now and again after every change,
 // until ctx is done, then closes the channel. A slow reader only misses
-// intermediate epochs.
+// intermediate epochs (read them with EpochAt).
 func (c *Client) WatchEpoch(ctx context.Context) <-chan Epoch {
 	out := make(chan Epoch, 1)
 	go func() {

@@ -19,4 +19,13 @@ var (
 	ErrNodeExists = errors.New("node id already registered")
 	// ErrInvalid: an argument is malformed (wrapped with the reason).
 	ErrInvalid = errors.New("invalid argument")
+	// ErrNotFound: no such record (e.g. an epoch number never reached).
+	ErrNotFound = errors.New("not found")
+	// ErrRecovering: refused while the current epoch is not
+	// recovery-complete (a VDI delete could be undone by recovery
+	// resurrecting stale copies of its objects).
+	ErrRecovering = errors.New("recovery in progress")
+	// ErrIncomplete: MarkComplete was asked for an epoch that some member
+	// has not finished recovering yet (wrapped with which ones).
+	ErrIncomplete = errors.New("recovery not complete on every member")
 )

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -21,12 +22,23 @@ const (
 	NodeUp NodeState = "up"
 	// NodeLeaving is shutting down cleanly; clients should stop sending to it.
 	NodeLeaving NodeState = "leaving"
-	// NodeDown is never registered: listings (Members) use it for epoch
-	// members that are not running.
+
+	// The states below are never registered: listings (Members,
+	// ListNodes) derive them from the registration, the epoch and the
+	// recovery statuses.
+
+	// NodeJoining is registered but not a member yet: the membership
+	// controller adds it (a new epoch) shortly.
+	NodeJoining NodeState = "joining"
+	// NodeRecovering is a registered member that has not finished
+	// recovering the current epoch's objects.
+	NodeRecovering NodeState = "recovering"
+	// NodeDown is a member that is not registered (dead, partitioned,
+	// restarting); the membership controller removes it after the grace.
 	NodeDown NodeState = "down"
-	// NodeSpare is never registered: listings (Members) use it for live
-	// nodes that are not epoch members, so no data is placed on them.
-	NodeSpare NodeState = "spare"
+	// NodeGone was a member in an earlier epoch, is not one now and is not
+	// registered.
+	NodeGone NodeState = "gone"
 )
 
 // Node is a storage node as registered in etcd.
@@ -76,22 +88,52 @@ type Registration struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu     sync.Mutex
-	node   Node
-	lease  clientv3.LeaseID
-	member bool
+	mu        sync.Mutex
+	node      Node
+	lease     clientv3.LeaseID
+	liveUntil time.Time // when the lease may have expired, as far as we know
+	closed    bool
 }
 
-// Member reports whether the node was a placement member when it
-// registered; false means a spare: a new node in a cluster that already
-// held data, given none until an operator runs `dog node join`.
-func (r *Registration) Member() bool { return r.member }
+// Member is always false: registering no longer makes a node a member (the
+// membership controller, RunMembership, adds registered nodes).
+//
+// Deprecated: kept until its last caller is gone; use Epoch.Has.
+func (r *Registration) Member() bool { return false }
+
+// Live reports whether the registration's lease is held right now: it was
+// renewed recently enough that etcd cannot have expired it yet. A node
+// serves data only while Live: once its lease may have expired, the
+// cluster may consider it gone and place its objects elsewhere.
+func (r *Registration) Live() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return time.Now().Before(r.liveUntil)
+}
+
+// renewed records that etcd granted or renewed the lease for ttlSec
+// seconds as of about now. The margin covers the time the answer took to
+// arrive: etcd counts from when it renewed.
+func (r *Registration) renewed(ttlSec int64) {
+	ttl := time.Duration(ttlSec) * time.Second
+	until := time.Now().Add(ttl - min(ttl/4, time.Second))
+	r.mu.Lock()
+	if !r.closed && until.After(r.liveUntil) {
+		r.liveUntil = until
+	}
+	r.mu.Unlock()
+}
+
+func (r *Registration) lost() {
+	r.mu.Lock()
+	r.liveUntil = time.Time{}
+	r.mu.Unlock()
+}
 
 // Register adds n to the node list under a lease kept alive in the
-// background, and makes it a member of the placement epoch if it is not one
-// yet and the cluster has no VDI yet; otherwise the node is a spare that
-// gets no data (see Registration.Member and `dog node join`). It fails with ErrNodeExists if a live node holds n.ID, unless
-// opts.Replace.
+// background. It does not make the node a member: the membership
+// controller (RunMembership) adds registered up nodes. It fails with
+// ErrNodeExists if a live node holds n.ID, unless opts.Replace.
 func (c *Client) Register(ctx context.Context, n Node, opts RegisterOptions) (*Registration, error) {
 	if err := validNodeID(n.ID); err != nil {
 		return nil, fmt.Errorf("register node: %w", err)
@@ -114,16 +156,8 @@ func (c *Client) Register(ctx context.Context, n Node, opts RegisterOptions) (*R
 	if opts.TTL < 2*time.Second {
 		opts.TTL = 2 * time.Second
 	}
-	// A node is placed on from its first registration on (see Epoch),
-	// unless the cluster already holds data (see joinIfNoData). Joined
-	// before it is listed: whoever sees the node live sees the membership
-	// decided (a VDI created right after cannot make a listed node spare).
-	member, err := c.joinIfNoData(ctx, Member{ID: n.ID, Zone: n.Zone, Capacity: n.Capacity})
-	if err != nil {
-		return nil, fmt.Errorf("register node %s: %w", n.ID, err)
-	}
 	bg, cancel := context.WithCancel(context.Background())
-	r := &Registration{c: c, opts: opts, node: n, done: make(chan struct{}), cancel: cancel, member: member}
+	r := &Registration{c: c, opts: opts, node: n, done: make(chan struct{}), cancel: cancel}
 	keepAlive, err := r.register(ctx, bg, opts.Replace)
 	if err != nil {
 		cancel()
@@ -176,15 +210,18 @@ func (r *Registration) register(ctx, bg context.Context, replace bool) (<-chan *
 	r.mu.Lock()
 	r.lease = lease.ID
 	r.mu.Unlock()
+	r.renewed(lease.TTL)
 	return ka, nil
 }
 
 func (r *Registration) run(ctx context.Context, ka <-chan *clientv3.LeaseKeepAliveResponse) {
 	defer close(r.done)
 	for {
-		for range ka {
-			// Drain renewals; the channel closes when the lease is lost.
+		for resp := range ka {
+			// The channel closes when the lease is lost.
+			r.renewed(resp.TTL)
 		}
+		r.lost()
 		if ctx.Err() != nil {
 			return
 		}
@@ -241,6 +278,9 @@ func (r *Registration) Update(ctx context.Context, n Node) error {
 func (r *Registration) Close() error {
 	r.cancel()
 	r.mu.Lock()
+	r.closed, r.liveUntil = true, time.Time{}
+	r.mu.Unlock()
+	r.mu.Lock()
 	lease, id := r.lease, r.node.ID
 	r.mu.Unlock()
 	ctx, cancel := r.c.withTimeout(context.Background())
@@ -259,35 +299,6 @@ func (r *Registration) Close() error {
 	return nil
 }
 
-// Members lists every member of the placement epoch plus any live node not
-// a member, sorted by ID: live members as registered, live non-members with
-// State NodeSpare, members not running with State NodeDown and only their
-// placement fields set.
-func (c *Client) Members(ctx context.Context) ([]Node, error) {
-	live, err := c.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	e, err := c.Epoch(ctx)
-	if err != nil {
-		return nil, err
-	}
-	seen := make(map[string]bool, len(live))
-	for i, n := range live {
-		seen[n.ID] = true
-		if !e.Has(n.ID) {
-			live[i].State = NodeSpare
-		}
-	}
-	for _, m := range e.Members {
-		if !seen[m.ID] {
-			live = append(live, Node{ID: m.ID, Zone: m.Zone, Capacity: m.Capacity, State: NodeDown})
-		}
-	}
-	sort.Slice(live, func(i, j int) bool { return live[i].ID < live[j].ID })
-	return live, nil
-}
-
 // Nodes lists the live nodes, sorted by ID.
 func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
 	nodes, _, err := c.nodesAt(ctx)
@@ -301,16 +312,22 @@ func (c *Client) nodesAt(ctx context.Context) ([]Node, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("list nodes: %w", c.etcdErr(err))
 	}
-	nodes := make([]Node, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+	nodes, err := c.decodeNodes(resp.Kvs)
+	return nodes, resp.Header.Revision, err
+}
+
+// decodeNodes decodes node records, sorted by ID.
+func (c *Client) decodeNodes(kvs []*mvccpb.KeyValue) ([]Node, error) {
+	nodes := make([]Node, 0, len(kvs))
+	for _, kv := range kvs {
 		n, err := decodeNode(kv.Value)
 		if err != nil {
-			return nil, 0, fmt.Errorf("decode node at %s: %w", kv.Key, err)
+			return nil, fmt.Errorf("decode node at %s: %w", kv.Key, err)
 		}
 		nodes = append(nodes, n)
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
-	return nodes, resp.Header.Revision, nil
+	return nodes, nil
 }
 
 // WatchNodes sends the live node list (sorted by ID) now and again after

@@ -23,12 +23,47 @@ type Settings struct {
 	ObjectSize int64 `json:"object_size"`
 	// FormattedAt is when the cluster was (last) formatted.
 	FormattedAt time.Time `json:"formatted_at"`
+	// MinCopies is the fewest replicas a write may land on when members
+	// are gone (0: the default, a majority of the VDI's copies; see
+	// MinCopiesFor). Below it a write fails rather than silently having
+	// too few copies.
+	MinCopies int `json:"min_copies,omitempty"`
+	// MemberGrace is how long a member may be unregistered (dead,
+	// partitioned, restarting) before the membership controller removes it
+	// and its objects are re-replicated (0: DefaultMemberGrace).
+	MemberGrace time.Duration `json:"member_grace_ns,omitempty"`
+}
+
+// DefaultMemberGrace is the member grace of a cluster that sets none.
+const DefaultMemberGrace = 10 * time.Second
+
+// MinCopiesFor is the fewest replicas a write to an object of a VDI with
+// copies replicas may land on: MinCopies, or a majority (copies -
+// copies/2: 2 of 3) if unset, never more than copies.
+func (s Settings) MinCopiesFor(copies int) int {
+	m := s.MinCopies
+	if m <= 0 {
+		m = copies - copies/2
+	}
+	return max(1, min(m, copies))
+}
+
+// Grace is the member grace in effect: MemberGrace or DefaultMemberGrace.
+func (s Settings) Grace() time.Duration {
+	if s.MemberGrace <= 0 {
+		return DefaultMemberGrace
+	}
+	return s.MemberGrace
 }
 
 // FormatOptions are the arguments of Format.
 type FormatOptions struct {
 	Copies     int
 	ObjectSize int64 // DefaultObjectSize if 0
+	// MinCopies: see Settings.MinCopies (0: a majority of copies).
+	MinCopies int
+	// MemberGrace: see Settings.MemberGrace (0: DefaultMemberGrace).
+	MemberGrace time.Duration
 	// Force re-formats a formatted cluster. That forgets every VDI (their
 	// ids stay used, so stale objects on nodes never alias a new VDI).
 	Force bool
@@ -50,7 +85,16 @@ func (c *Client) Format(ctx context.Context, opts FormatOptions) (Settings, erro
 	if !validObjectSize(opts.ObjectSize) {
 		return Settings{}, fmt.Errorf("format cluster: object size %d is not a power of two between 4 KiB and 1 GiB: %w", opts.ObjectSize, ErrInvalid)
 	}
-	s := Settings{Copies: opts.Copies, ObjectSize: opts.ObjectSize, FormattedAt: time.Now().UTC().Truncate(time.Second)}
+	if opts.MinCopies < 0 || opts.MinCopies > opts.Copies {
+		return Settings{}, fmt.Errorf("format cluster: min-copies %d out of range 1..%d (copies): %w", opts.MinCopies, opts.Copies, ErrInvalid)
+	}
+	if opts.MemberGrace < 0 {
+		return Settings{}, fmt.Errorf("format cluster: negative member grace %v: %w", opts.MemberGrace, ErrInvalid)
+	}
+	s := Settings{
+		Copies: opts.Copies, ObjectSize: opts.ObjectSize, FormattedAt: time.Now().UTC().Truncate(time.Second),
+		MinCopies: opts.MinCopies, MemberGrace: opts.MemberGrace,
+	}
 	val, err := json.Marshal(s)
 	if err != nil {
 		return Settings{}, fmt.Errorf("format cluster: %w", err)

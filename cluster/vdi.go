@@ -217,6 +217,9 @@ func (c *Client) VDIs(ctx context.Context) ([]VDI, error) {
 
 // DeleteVDI removes a VDI from the table. Its id is never handed out again.
 // The objects it leaves on the nodes are garbage for the nodes to collect.
+// It fails with ErrRecovering while the current epoch is not
+// recovery-complete: recovery could resurrect stale copies of the VDI's
+// objects after the delete.
 func (c *Client) DeleteVDI(ctx context.Context, name string) (VDI, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
@@ -225,8 +228,12 @@ func (c *Client) DeleteVDI(ctx context.Context, name string) (VDI, error) {
 		if err != nil {
 			return VDI{}, fmt.Errorf("delete vdi: %w", err)
 		}
+		guard, err := c.recoveredGuard(ctx)
+		if err != nil {
+			return VDI{}, fmt.Errorf("delete vdi %s: %w", name, err)
+		}
 		resp, err := c.etcd.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(c.vdiKey(name)), "=", rev)).
+			If(append(guard, clientv3.Compare(clientv3.ModRevision(c.vdiKey(name)), "=", rev))...).
 			Then(clientv3.OpDelete(c.vdiKey(name)), clientv3.OpDelete(c.vdiIDKey(v.ID))).
 			Commit()
 		if err != nil {
@@ -235,8 +242,46 @@ func (c *Client) DeleteVDI(ctx context.Context, name string) (VDI, error) {
 		if resp.Succeeded {
 			return v, nil
 		}
-		// Changed (resized, or deleted and re-created) since read: look again.
+		// Changed (resized, deleted and re-created, a new epoch) since
+		// read: look again.
 	}
+}
+
+// recoveredGuard checks that the current epoch is recovery-complete
+// (ErrRecovering if not) and returns the transaction comparisons that keep
+// it so until the caller's commit.
+func (c *Client) recoveredGuard(ctx context.Context) ([]clientv3.Cmp, error) {
+	resp, err := c.etcd.Txn(ctx).Then(
+		clientv3.OpGet(c.epochKey()),
+		clientv3.OpGet(c.recoveryCompleteKey()),
+	).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("read epoch: %w", c.etcdErr(err))
+	}
+	var e Epoch
+	var epochRev int64
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		if e, err = decodeEpoch(kvs[0].Value); err != nil {
+			return nil, fmt.Errorf("decode epoch at %s: %w", c.epochKey(), err)
+		}
+		epochRev = kvs[0].ModRevision
+	}
+	lcKVs := resp.Responses[1].GetResponseRange().Kvs
+	last, err := c.decodeLastComplete(lcKVs)
+	if err != nil {
+		return nil, err
+	}
+	if e.Number > last {
+		return nil, fmt.Errorf("%w (epoch %d): retry when 'dog cluster info' shows it complete", ErrRecovering, e.Number)
+	}
+	var lcRev int64
+	if len(lcKVs) > 0 {
+		lcRev = lcKVs[0].ModRevision
+	}
+	return []clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(c.epochKey()), "=", epochRev),
+		clientv3.Compare(clientv3.ModRevision(c.recoveryCompleteKey()), "=", lcRev),
+	}, nil
 }
 
 // ResizeVDIOptions are the arguments of ResizeVDI.
@@ -248,7 +293,8 @@ type ResizeVDIOptions struct {
 }
 
 // ResizeVDI changes a VDI's size: growing always, shrinking only with
-// opts.Force.
+// opts.Force, and (like a delete) not while recovery is in progress
+// (ErrRecovering).
 func (c *Client) ResizeVDI(ctx context.Context, opts ResizeVDIOptions) (VDI, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
@@ -263,13 +309,19 @@ func (c *Client) ResizeVDI(ctx context.Context, opts ResizeVDIOptions) (VDI, err
 		if opts.Size < v.Size && !opts.Force {
 			return VDI{}, fmt.Errorf("resize vdi %s from %d to %d bytes: %w (use --force to drop the data past the new end)", opts.Name, v.Size, opts.Size, ErrShrink)
 		}
+		var guard []clientv3.Cmp
+		if opts.Size < v.Size {
+			if guard, err = c.recoveredGuard(ctx); err != nil {
+				return VDI{}, fmt.Errorf("shrink vdi %s: %w", opts.Name, err)
+			}
+		}
 		v.Size = opts.Size
 		val, err := json.Marshal(v)
 		if err != nil {
 			return VDI{}, fmt.Errorf("resize vdi %s: %w", opts.Name, err)
 		}
 		resp, err := c.etcd.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(c.vdiKey(opts.Name)), "=", rev)).
+			If(append(guard, clientv3.Compare(clientv3.ModRevision(c.vdiKey(opts.Name)), "=", rev))...).
 			Then(clientv3.OpPut(c.vdiKey(opts.Name), string(val))).
 			Commit()
 		if err != nil {

@@ -100,9 +100,6 @@ func clusterInfoCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(w, "Nodes:          %d up of %d members\n", info.Nodes, len(info.Epoch.Members))
 			fmt.Fprintf(w, "Epoch:          %d\n", info.Epoch.Number)
-			if info.Epoch.Recovering() {
-				fmt.Fprintf(w, "Recovery:       pending: data still on %d old members; run 'dog cluster recover'\n", len(info.Epoch.Data))
-			}
 			fmt.Fprintf(w, "VDIs:           %d\n", info.VDIs)
 			_, err = fmt.Fprintf(w, "etcd:           %s\n", info.Etcd)
 			return err
@@ -192,46 +189,7 @@ func printEpochChange(g *globals, what string, e cluster.Epoch) error {
 	if g.json {
 		return printJSON(g.io.Stdout, e)
 	}
-	msg := fmt.Sprintf("%s: epoch %d, %d members", what, e.Number, len(e.Members))
-	if e.Recovering() {
-		msg += "; data stays on the old placement until 'dog cluster recover' (with no VDI open)"
-	}
+	msg := fmt.Sprintf("%s: epoch %d, %d members; the members now recover its objects", what, e.Number, len(e.Members))
 	_, err := fmt.Fprintln(g.io.Stdout, msg)
 	return err
-}
-
-func clusterRecoverCmd(g *globals) *cobra.Command {
-	return nodeFlags(g, &cobra.Command{
-		Use:   "recover",
-		Short: "Move objects to their places after nodes joined or were removed (no VDI may be open)",
-		Long: "Copies every object to the nodes the current membership places it on, flushes them, switches the\n" +
-			"cluster's placement, then removes the copies left behind. It is offline: it refuses while any VDI is\n" +
-			"open (a ublk device or dog vdi read/write), since a write by the old placement could be lost.",
-		Args: cobra.NoArgs,
-		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			var rpcOpts rpc.ClientOptions
-			if err := g.security.ApplyClient(&rpcOpts); err != nil {
-				return err
-			}
-			cl, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			res, err := sheep.Recover(cmd.Context(), sheep.RecoverOptions{Cluster: cl, RPC: rpcOpts})
-			if err != nil {
-				return err
-			}
-			if g.json {
-				return printJSON(g.io.Stdout, res)
-			}
-			if res.FromEpoch == res.ToEpoch {
-				_, err = fmt.Fprintln(g.io.Stdout, "nothing to recover: every object is in its place")
-				return err
-			}
-			_, err = fmt.Fprintf(g.io.Stdout, "recovered: epoch %d -> %d, %d objects, %d copies made, %d removed, %d left behind\n",
-				res.FromEpoch, res.ToEpoch, res.Objects, res.Copied, res.Removed, res.Leftover)
-			return err
-		}),
-	})
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/cluster/embedetcd"
 )
@@ -137,4 +139,23 @@ func ClosedAddr(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return "127.0.0.1:" + strconv.Itoa(port)
+}
+
+// Unregister makes node id's registration vanish as if its lease had
+// expired (the node crashed or was partitioned for longer than its TTL):
+// it revokes the lease of the node's entry.
+func Unregister(t testing.TB, c *cluster.Client, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.Etcd().Get(ctx, c.Prefix()+"nodes/"+id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		t.Fatalf("node %s is not registered", id)
+	}
+	if _, err := c.Etcd().Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		t.Fatalf("revoke the lease of node %s: %v", id, err)
+	}
 }
