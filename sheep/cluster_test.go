@@ -11,7 +11,7 @@ import (
 	"github.com/sheepblk/sheepblk/rpc"
 )
 
-func connectCluster(t *testing.T, url, prefix string) *cluster.Client {
+func connectCluster(t testing.TB, url, prefix string) *cluster.Client {
 	t.Helper()
 	cl, err := cluster.Connect(cluster.Options{Endpoints: []string{url}, Prefix: prefix})
 	if err != nil {

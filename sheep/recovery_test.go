@@ -1,0 +1,232 @@
+package sheep
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sheepblk/sheepblk/sheep/proto"
+)
+
+const recoveryObjects = 48
+
+// startThree starts n1..n3 (copies=2), waits until they are the settled
+// membership, and writes data.
+func startThree(t *testing.T, grace time.Duration) (*testCluster, *rand.Rand) {
+	tc := newTestCluster(t, 2, grace)
+	for _, id := range []string{"n1", "n2", "n3"} {
+		tc.start(id, 0)
+	}
+	e := tc.waitMembers("n1", "n2", "n3")
+	tc.waitRecovered(e)
+	tc.createVDI(recoveryObjects)
+	rng := rand.New(rand.NewPCG(1, 2))
+	tc.writeRandom(e, rng, recoveryObjects)
+	tc.verify(e, recoveryObjects)
+	return tc, rng
+}
+
+// (a) A fourth node joins: it pulls what it now holds, reads through it
+// during its recovery give the written data (pull-on-access), and once
+// recovery completes every object is on exactly its targets.
+func TestRecoveryNodeJoins(t *testing.T) {
+	tc, _ := startThree(t, time.Second)
+	// Slow background recovery (2 objects/s), so reads race it.
+	tc.start("n4", 2*recoveryObjectSize)
+	e := tc.waitMembers("n1", "n2", "n3", "n4")
+	n4 := tc.node("n4")
+	if p := n4.Recovery(); p.Complete {
+		t.Fatalf("n4 completed recovery of %d objects at once despite the bandwidth limit: %+v", recoveryObjects, p)
+	}
+	if got := tc.readAllVia("n4", e, recoveryObjects); got < 5 {
+		t.Fatalf("only %d objects are placed on n4", got)
+	}
+	if p := n4.Recovery(); p.Complete {
+		t.Log("n4 completed before the reads ended: pull-on-access was only partly exercised")
+	}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		tc.readAllVia(id, e, recoveryObjects)
+	}
+	tc.waitRecovered(e)
+	tc.verify(e, recoveryObjects)
+	waitForLong(t, "stale copies pruned", 10*time.Second, func() bool {
+		for _, id := range memberIDs(e) {
+			for i := range recoveryObjects {
+				if _, ok := tc.node(id).Store().StaleCopy(tc.oid(i), 0); ok {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+// (b) A member dies: after the grace the membership controller removes it
+// and the survivors re-replicate its objects to two copies.
+func TestRecoveryMemberRemoved(t *testing.T) {
+	tc, _ := startThree(t, time.Second)
+	tc.kill("n2")
+	e := tc.waitMembers("n1", "n3")
+	tc.waitRecovered(e)
+	tc.verify(e, recoveryObjects)
+	for _, id := range memberIDs(e) {
+		tc.readAllVia(id, e, recoveryObjects)
+	}
+}
+
+// (c) A node killed during its recovery resumes and completes after a
+// restart.
+func TestRecoveryResumesAfterRestart(t *testing.T) {
+	tc, _ := startThree(t, 5*time.Second)
+	tc.start("n4", 4*recoveryObjectSize)
+	e := tc.waitMembers("n1", "n2", "n3", "n4")
+	waitForLong(t, "n4 to pull some objects", 10*time.Second, func() bool { return tc.node("n4").Recovery().Done > 0 })
+	if tc.node("n4").Recovery().Complete {
+		t.Fatal("n4 completed before it could be killed")
+	}
+	tc.kill("n4")
+	tc.start("n4", 0)
+	if got := tc.waitMembers("n1", "n2", "n3", "n4"); got.Number != e.Number {
+		t.Fatalf("n4's restart changed the epoch to %d (grace too short?)", got.Number)
+	}
+	tc.waitRecovered(e)
+	tc.verify(e, recoveryObjects)
+	tc.readAllVia("n4", e, recoveryObjects)
+}
+
+// (d) A node removed while down comes back with its old data: its old
+// copies are stale, never served; reads through it give the data written
+// while it was away.
+func TestRecoveryRemovedNodeReturnsWithOldData(t *testing.T) {
+	tc, rng := startThree(t, time.Second)
+	tc.kill("n3")
+	e := tc.waitMembers("n1", "n2")
+	tc.waitRecovered(e)
+	// New data everywhere while n3 is out.
+	for i := range recoveryObjects {
+		tc.write(e, i, randBytes(rng, 4096), 0)
+	}
+	tc.start("n3", 4*recoveryObjectSize)
+	e = tc.waitMembers("n1", "n2", "n3")
+	if checked := tc.readAllVia("n3", e, recoveryObjects); checked < 5 {
+		t.Fatalf("only %d objects placed on n3", checked)
+	}
+	tc.waitRecovered(e)
+	tc.verify(e, recoveryObjects)
+}
+
+// (f) Sources that cannot be reached block recovery of their objects:
+// reads through the new target say NotReady, never zeros, and succeed once
+// the source is back.
+func TestRecoveryBlockedWhileSourcesUnreachable(t *testing.T) {
+	tc := newTestCluster(t, 1, time.Minute) // one copy; nobody is removed
+	for _, id := range []string{"n1", "n2"} {
+		tc.start(id, 0)
+	}
+	e := tc.waitMembers("n1", "n2")
+	tc.waitRecovered(e)
+	tc.createVDI(recoveryObjects)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range recoveryObjects {
+		tc.write(e, i, randBytes(rng, 4096), 4096)
+	}
+	old := e
+	tc.kill("n1")
+	tc.start("n3", 0)
+	e = tc.waitMembers("n1", "n2", "n3")
+	blocked := 0
+	for i := range recoveryObjects {
+		oid := tc.oid(i)
+		if tc.targets(e, oid)[0] != "n3" || tc.targets(old, oid)[0] != "n1" {
+			continue
+		}
+		b, err := tc.read("n3", e, i)
+		if !errors.Is(err, proto.StatusNotReady) {
+			t.Fatalf("read %v through n3 while its only source n1 is down: %v (%d bytes), want NotReady", oid, err, len(b))
+		}
+		blocked++
+	}
+	if blocked == 0 {
+		t.Fatal("no object moved from n1 to n3: the test proves nothing")
+	}
+	waitForLong(t, "n3 to report why it waits", 10*time.Second, func() bool {
+		p := tc.node("n3").Recovery()
+		return p.Waiting != "" && !p.Complete
+	})
+	if p := tc.node("n3").Recovery(); p.Complete {
+		t.Fatalf("n3 completed recovery with its source down: %+v", p)
+	}
+	tc.start("n1", 0)
+	tc.waitRecovered(e)
+	tc.verify(e, recoveryObjects)
+	if got := tc.readAllVia("n3", e, recoveryObjects); got != blocked && got < blocked {
+		t.Fatalf("read %d objects through n3, want at least %d", got, blocked)
+	}
+}
+
+// (e) and (f) on the walk-back itself.
+type fakeSources struct {
+	targets map[uint64][]string
+	answers map[string]peerAnswer // "node@epoch"
+	asked   []string
+}
+
+func (f *fakeSources) sourcesAt(_ context.Context, e uint64, _ proto.ObjectID) ([]string, error) {
+	return f.targets[e], nil
+}
+
+func (f *fakeSources) ask(_ context.Context, s string, _ proto.ObjectID, e uint64, buf []byte) peerAnswer {
+	k := s + "@" + string(rune('0'+e))
+	f.asked = append(f.asked, k)
+	a := f.answers[k]
+	if a == answerData {
+		copy(buf, k)
+	}
+	return a
+}
+
+func TestWalkBack(t *testing.T) {
+	ctx := context.Background()
+	buf := make([]byte, 8)
+	// Recovering epoch 5: the targets of 4 (n4, n5) had not recovered X
+	// yet (NotReady); the targets of 3 have it.
+	f := &fakeSources{
+		targets: map[uint64][]string{4: {"n4", "n5"}, 3: {"n1", "n2"}, 2: {"n1", "n2"}},
+		answers: map[string]peerAnswer{"n4@4": answerUnknown, "n5@4": answerUnknown, "n1@3": answerUnreachable, "n2@3": answerData},
+	}
+	out, err := walkBack(ctx, 1, 5, 2, f, buf)
+	if err != nil || !out.Found || out.Epoch != 3 || out.Source != "n2" || string(buf[:4]) != "n2@3" {
+		t.Fatalf("walk-back = %+v, %v, buf %q; want n2's copy at epoch 3", out, err, buf)
+	}
+	// Every source of an epoch unreachable: blocked, never absent.
+	f = &fakeSources{
+		targets: map[uint64][]string{4: {"n4", "n5"}, 3: {"n1", "n2"}},
+		answers: map[string]peerAnswer{"n4@4": answerUnknown, "n5@4": answerUnreachable},
+	}
+	if out, err = walkBack(ctx, 1, 5, 3, f, buf); !errors.Is(err, errBlocked) {
+		t.Fatalf("walk-back with epoch 3's sources unreachable = %+v, %v; want blocked", out, err)
+	}
+	// An authoritative NotFound ends the walk: absent.
+	f = &fakeSources{
+		targets: map[uint64][]string{4: {"n4", "n5"}},
+		answers: map[string]peerAnswer{"n4@4": answerUnreachable, "n5@4": answerAbsent},
+	}
+	if out, err = walkBack(ctx, 1, 5, 1, f, buf); err != nil || out.Found {
+		t.Fatalf("walk-back with an authoritative NotFound = %+v, %v; want absent", out, err)
+	}
+	// NotReady down to the floor: no write was ever acknowledged: absent.
+	f = &fakeSources{
+		targets: map[uint64][]string{4: {"n4"}, 3: {"n3"}},
+		answers: map[string]peerAnswer{"n4@4": answerUnknown, "n3@3": answerUnknown},
+	}
+	if out, err = walkBack(ctx, 1, 5, 3, f, buf); err != nil || out.Found || !slices.Equal(f.asked, []string{"n4@4", "n3@3"}) {
+		t.Fatalf("walk-back to the floor = %+v, %v, asked %v; want absent after asking epochs 4 and 3", out, err, f.asked)
+	}
+	// The first epoch has nothing before it.
+	if out, err = walkBack(ctx, 1, 1, 0, &fakeSources{}, buf); err != nil || out.Found {
+		t.Fatalf("walk-back from epoch 1 = %+v, %v", out, err)
+	}
+}
