@@ -137,42 +137,65 @@ func (s *Store) Supersede(oid proto.ObjectID, epoch uint64) error {
 // Supersede does, syncing the directories once at the end. Objects created
 // while it runs may stay in objects/: the caller stops I/O first.
 func (s *Store) SupersedeAll(epoch uint64) error {
+	_, err := s.SupersedeWhere(epoch, func(proto.ObjectID) bool { return true })
+	return err
+}
+
+// SupersedeWhere moves to stale/<epoch>/, as Supersede does, each object
+// in objects/ for which move returns true, syncing the directories once at
+// the end instead of once per object: the way to supersede many objects.
+// move is called for every current object, ascending, before anything
+// moves and with no lock of the store held (it may call the store's read
+// methods). Objects created while it runs may stay in objects/. It returns
+// how many objects moved; after an error, those that moved are durable.
+func (s *Store) SupersedeWhere(epoch uint64, move func(proto.ObjectID) bool) (moved int, err error) {
 	if s.closed.Load() {
-		return ErrClosed
+		return 0, ErrClosed
 	}
+	s.indexMu.RLock()
+	all := make([]proto.ObjectID, 0, s.index.Len())
+	s.index.Ascend(func(oid proto.ObjectID) bool {
+		all = append(all, oid)
+		return true
+	})
+	s.indexMu.RUnlock()
+	oids := all[:0]
+	for _, oid := range all {
+		if move(oid) {
+			oids = append(oids, oid)
+		}
+	}
+	if len(oids) == 0 {
+		return 0, nil
+	}
+
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.staleMu.RLock()
 	defer s.staleMu.RUnlock()
 	if err := s.ensureStaleDir(epoch); err != nil {
-		return fmt.Errorf("supersede all objects: %w", err)
+		return 0, fmt.Errorf("supersede objects to epoch %d: %w", epoch, err)
 	}
-	s.indexMu.RLock()
-	oids := make([]proto.ObjectID, 0, s.index.Len())
-	s.index.Ascend(func(oid proto.ObjectID) bool {
-		oids = append(oids, oid)
-		return true
-	})
-	s.indexMu.RUnlock()
 	var errs []error
-	movedAny := false
 	for _, oid := range oids {
-		moved, err := s.moveToStale(oid, epoch)
+		ok, err := s.moveToStale(oid, epoch)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		movedAny = movedAny || moved
+		if ok {
+			moved++
+		}
 	}
 	// Sync even after a failure: what did move must be durable.
-	if movedAny {
+	if moved > 0 {
 		if err := s.syncStaleMove(epoch); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("supersede all objects to epoch %d: %w", epoch, err)
+		return moved, fmt.Errorf("supersede objects to epoch %d: %w", epoch, err)
 	}
-	return nil
+	return moved, nil
 }
 
 // moveToStale renames objects/oid to stale/<epoch>/oid under the object's

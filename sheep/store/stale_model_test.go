@@ -135,14 +135,30 @@ func TestRecoveryOpsAgainstModel(t *testing.T) {
 				delete(m.cur, oid)
 			}
 		case 4:
-			op = "supersede all"
-			if err := s.SupersedeAll(epoch); err != nil {
-				t.Fatal(err)
+			if rng.IntN(2) == 0 {
+				op = "supersede all"
+				if err := s.SupersedeAll(epoch); err != nil {
+					t.Fatal(err)
+				}
+				for oid, b := range m.cur {
+					m.stale[staleKey{oid, epoch}] = b
+				}
+				clear(m.cur)
+				break
 			}
+			op = "supersede where"
+			vdi := uint32(1 + rng.IntN(3))
+			want := 0
 			for oid, b := range m.cur {
-				m.stale[staleKey{oid, epoch}] = b
+				if oid.VDI() == vdi {
+					m.stale[staleKey{oid, epoch}] = b
+					delete(m.cur, oid)
+					want++
+				}
 			}
-			clear(m.cur)
+			if n, err := s.SupersedeWhere(epoch, func(oid proto.ObjectID) bool { return oid.VDI() == vdi }); err != nil || n != want {
+				t.Fatalf("step %d: SupersedeWhere = %d, %v; want %d", step, n, err, want)
+			}
 		case 5, 6:
 			op = "install"
 			data := make([]byte, size)

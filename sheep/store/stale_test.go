@@ -223,7 +223,7 @@ func TestSupersedeAll(t *testing.T) {
 		}
 		s = reopen(t, s)
 	}
-	// Nothing left: a second call only makes sure of the directory.
+	// Nothing left: nothing to do.
 	if err := s.SupersedeAll(10); err != nil || s.Stats().StaleObjects != 20 {
 		t.Fatalf("SupersedeAll of an empty objects/ = %v, %+v", err, s.Stats())
 	}
@@ -232,6 +232,48 @@ func TestSupersedeAll(t *testing.T) {
 	}
 	if u, err := s.StaleDiskUsage(); err != nil || u < 20*64<<10 {
 		t.Fatalf("StaleDiskUsage = %d, %v; want at least the 20 written 64 KiB runs", u, err)
+	}
+}
+
+func TestSupersedeWhereMovesTheChosenOnesWithOneDirectorySync(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer func() { s.Close() }()
+	for i := range 10 {
+		if err := s.WriteAt(proto.NewObjectID(5, uint32(i)), pattern(proto.NewObjectID(5, uint32(i)), i), 0, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := s.Stats().Syncs
+	var asked []proto.ObjectID
+	moved, err := s.SupersedeWhere(4, func(oid proto.ObjectID) bool {
+		asked = append(asked, oid)
+		s.Exists(oid) // the store may be read from the callback
+		return oid.Index()%2 == 0
+	})
+	if err != nil || moved != 5 {
+		t.Fatalf("SupersedeWhere = %d, %v; want 5", moved, err)
+	}
+	if got, _, _ := s.List(nil, 0, 0, 100); len(asked) != 10 || len(got) != 5 {
+		t.Fatalf("asked about %d objects, %d left current; want 10 and 5", len(asked), len(got))
+	}
+	// stale/ for the new epoch dir, then stale/4 and objects/ once: the
+	// objects were written with FUA, so none needs a sync of its own.
+	if got := s.Stats().Syncs - base; got != 3 {
+		t.Fatalf("SupersedeWhere of 5 clean objects made %d syncs, want 3", got)
+	}
+	s = reopen(t, s)
+	for i := range 10 {
+		oid := proto.NewObjectID(5, uint32(i))
+		_, stale := s.StaleCopy(oid, 4)
+		if stale != (i%2 == 0) || s.Exists(oid) == stale {
+			t.Fatalf("object %d: stale %v, current %v", i, stale, s.Exists(oid))
+		}
+		if stale && !bytes.Equal(readStale(t, s, oid, 4), pattern(oid, i)) {
+			t.Fatalf("object %d: stale copy differs", i)
+		}
+	}
+	if moved, err := s.SupersedeWhere(5, func(proto.ObjectID) bool { return false }); err != nil || moved != 0 || len(s.StaleEpochs()) != 1 {
+		t.Fatalf("SupersedeWhere choosing nothing = %d, %v, epochs %v", moved, err, s.StaleEpochs())
 	}
 }
 
@@ -293,6 +335,26 @@ func TestInstall(t *testing.T) {
 	copy(want, "after")
 	if !bytes.Equal(readAll(t, s, oid), want) {
 		t.Fatal("a write after Install did not land in the installed object")
+	}
+}
+
+func TestInstallFailureLeavesNoTrace(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	oid := proto.NewObjectID(3, 7)
+	s.syncFile = func(int) error { return unix.EIO }
+	if err := s.Install(oid, pattern(oid, 1)); !errors.Is(err, unix.EIO) {
+		t.Fatalf("Install on a failing disk = %v, want EIO", err)
+	}
+	if s.Exists(oid) || s.Stats().Objects != 0 {
+		t.Fatal("a failed Install left an object")
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.Dir(), tmpDir)); len(ents) != 0 {
+		t.Fatalf("a failed Install left %d files in tmp/", len(ents))
+	}
+	s.syncFile = unix.Fdatasync
+	if err := s.Install(oid, pattern(oid, 1)); err != nil || !bytes.Equal(readAll(t, s, oid), pattern(oid, 1)) {
+		t.Fatalf("Install after the disk recovered = %v", err)
 	}
 }
 
