@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/cluster/clustertest"
@@ -60,7 +61,7 @@ func TestDogWorkflow(t *testing.T) {
 	}
 	dogRun(t, etcd, "vdi", "create", "a", "1G").must(t, 1) // not formatted yet
 	out := dogRun(t, etcd, "cluster", "format", "--copies", "2").must(t, 0)
-	if !strings.Contains(out.stdout, "2 copies, 4M objects") {
+	if !strings.Contains(out.stdout, "2 copies (writes need 1), 4M objects, member grace 10s") {
 		t.Fatalf("format said %q", out.stdout)
 	}
 	refused := dogRun(t, etcd, "cluster", "format", "--copies", "3").must(t, 1)
@@ -108,60 +109,95 @@ func TestDogWorkflow(t *testing.T) {
 		t.Fatalf("vdi list --json = %+v", vdis)
 	}
 
-	// A node registered by a sheep shows up in node list. This cluster
-	// holds VDIs already, so a new node is a spare until joined by force.
+	// A node registered by a sheep shows up in node list: joining until
+	// it is a member, then recovering until it reports the epoch done.
 	cl, err := cluster.Connect(cluster.Options{Endpoints: []string{etcd}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	reg, err := cl.Register(context.Background(), cluster.Node{ID: "sheep-0", Addr: "127.0.0.1:7000", Zone: "r1", Capacity: 1 << 40}, cluster.RegisterOptions{})
+	ctx := context.Background()
+	reg, err := cl.Register(ctx, cluster.Node{ID: "sheep-0", Addr: clustertest.ClosedAddr(t), Zone: "r1", Capacity: 1 << 40}, cluster.RegisterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	nodeRow := func() []string {
+	nodeRows := func(extra ...string) [][]string {
 		t.Helper()
-		nl := dogRun(t, etcd, "node", "list").must(t, 0).stdout
+		nl := dogRun(t, etcd, append([]string{"node", "list"}, extra...)...).must(t, 0).stdout
 		lines := strings.Split(strings.TrimSpace(nl), "\n")
-		if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID") {
+		if !strings.HasPrefix(lines[0], "ID ") || !strings.Contains(lines[0], "USED") {
 			t.Fatalf("node list:\n%s", nl)
 		}
-		return strings.Fields(lines[1])
+		var rows [][]string
+		for _, l := range lines[1:] {
+			rows = append(rows, strings.Fields(l))
+		}
+		return rows
 	}
-	if f := nodeRow(); len(f) < 5 || f[0] != "sheep-0" || f[1] != "127.0.0.1:7000" || f[2] != "r1" || f[3] != "1T" || f[4] != "spare" {
-		t.Fatalf("node list row: %v", f)
+	// ID ADDRESS ZONE CAPACITY USED STATE STARTED
+	if r := nodeRows(); len(r) != 1 || r[0][0] != "sheep-0" || r[0][2] != "r1" || r[0][3] != "1T" || r[0][4] != "-" || r[0][5] != "joining" {
+		t.Fatalf("node list rows: %v", r)
 	}
 	dogRun(t, etcd, "node", "join", "nope").must(t, 1) // not running
 	dogRun(t, etcd, "node", "join").must(t, 2)
-	dogRun(t, etcd, "node", "join", "sheep-0").must(t, 0)
-	if f := nodeRow(); f[4] != "up" {
-		t.Fatalf("node list row after join: %v", f)
+	if out := dogRun(t, etcd, "node", "join", "sheep-0").must(t, 0).stdout; !strings.Contains(out, "epoch 1, 1 members") {
+		t.Fatalf("join: %s", out)
 	}
-	var nodes []cluster.Node
-	if err := json.Unmarshal([]byte(dogRun(t, etcd, "node", "list", "--json").must(t, 0).stdout), &nodes); err != nil || len(nodes) != 1 {
+	if r := nodeRows(); r[0][5] != "recovering" {
+		t.Fatalf("node list rows after join: %v", r)
+	}
+	if err := cl.SetRecoveryStatus(ctx, cluster.RecoveryStatus{Node: "sheep-0", Epoch: 1, Total: 4, Done: 4, Bytes: 16 << 20, Complete: true}); err != nil {
+		t.Fatal(err)
+	}
+	if r := nodeRows(); r[0][5] != "up" {
+		t.Fatalf("node list rows after recovery: %v", r)
+	}
+	var nodes []dog.NodeStatus
+	if err := json.Unmarshal([]byte(dogRun(t, etcd, "node", "list", "--json").must(t, 0).stdout), &nodes); err != nil ||
+		len(nodes) != 1 || nodes[0].ID != "sheep-0" || nodes[0].State != cluster.NodeUp || nodes[0].Used != nil || nodes[0].Unreachable == "" {
 		t.Fatalf("node list --json: %v %+v", err, nodes)
 	}
-	// Once it is gone it is listed as a down member: its objects are
-	// still placed on it.
+	// The epoch is not marked recovered yet: deletes wait.
+	dogRun(t, etcd, "vdi", "create", "tmp", "1G").must(t, 0)
+	if r := dogRun(t, etcd, "vdi", "delete", "tmp").must(t, 1); !strings.Contains(r.stderr, "recovery in progress (epoch 1)") {
+		t.Fatalf("delete during recovery: %q", r.stderr)
+	}
+	text := dogRun(t, etcd, "cluster", "info").must(t, 0).stdout
+	for _, want := range []string{"1 registered, 1 members", "Epoch:          1", "Recovery:       in progress in epoch 1: 4 of 4 objects, 16M copied",
+		"operator joined node sheep-0", "complete"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("cluster info lacks %q:\n%s", want, text)
+		}
+	}
+	if err := cl.MarkComplete(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// --watch returns at once: the epoch is recovered.
+	if err := json.Unmarshal([]byte(dogRun(t, etcd, "cluster", "info", "--watch", "--json").must(t, 0).stdout), &ci); err != nil {
+		t.Fatal(err)
+	}
+	if !ci.Recovered || ci.RecoveryComplete != 1 || len(ci.History) != 1 || ci.History[0].Reason != "operator joined node sheep-0" ||
+		ci.Recovery["sheep-0"].Bytes != 16<<20 || ci.MinCopies != 1 || ci.Grace != 10*time.Second {
+		t.Fatalf("cluster info --json after recovery: %+v", ci)
+	}
+	dogRun(t, etcd, "vdi", "delete", "tmp").must(t, 0)
+
+	// Once it is gone it is listed as a down member.
 	reg.Close()
-	if f := nodeRow(); f[0] != "sheep-0" || f[1] != "-" || f[4] != "down" {
-		t.Fatalf("node list row after the node left: %v", f)
+	if r := nodeRows(); r[0][0] != "sheep-0" || r[0][1] != "-" || r[0][5] != "down" {
+		t.Fatalf("node list rows after the node left: %v", r)
 	}
-	if info := dogRun(t, etcd, "cluster", "info").must(t, 0).stdout; !strings.Contains(info, "0 up of 1 members") || !strings.Contains(info, "Epoch:          1") {
-		t.Fatalf("cluster info:\n%s", info)
-	}
-	// Removed for good: a recovery is pending until `cluster recover`.
 	dogRun(t, etcd, "node", "remove", "nope").must(t, 2)
 	dogRun(t, etcd, "node", "remove", "sheep-0").must(t, 0)
-	if info := dogRun(t, etcd, "cluster", "info").must(t, 0).stdout; !strings.Contains(info, "Recovery:       pending") {
+	if r := nodeRows(); len(r) != 0 {
+		t.Fatalf("node list rows after remove: %v", r)
+	}
+	if r := nodeRows("--all"); len(r) != 1 || r[0][5] != "gone" {
+		t.Fatalf("node list --all rows after remove: %v", r)
+	}
+	if info := dogRun(t, etcd, "cluster", "info").must(t, 0).stdout; !strings.Contains(info, "operator removed node sheep-0") {
 		t.Fatalf("cluster info after a removal:\n%s", info)
-	}
-	if out := dogRun(t, etcd, "cluster", "recover").must(t, 0).stdout; !strings.Contains(out, "recovered: epoch 2 -> 3") {
-		t.Fatalf("recover: %s", out)
-	}
-	if out := dogRun(t, etcd, "cluster", "recover").must(t, 0).stdout; !strings.Contains(out, "nothing to recover") {
-		t.Fatalf("second recover: %s", out)
 	}
 
 	// --etcd beats the environment.
@@ -196,6 +232,11 @@ func TestDogBadUsage(t *testing.T) {
 		{"cluster", "format", "--copies", "0", "--force"},
 		{"cluster", "format", "--object-size", "3M", "--force"},
 		{"cluster", "format", "--object-size", "lots", "--force"},
+		{"cluster", "format", "--copies", "2", "--min-copies", "3", "--force"},
+		{"cluster", "format", "--member-grace", "-1s", "--force"},
+		{"cluster", "format", "--member-grace", "soon", "--force"},
+		{"cluster", "info", "--history", "-1"},
+		{"cluster", "recover"},
 		{"node", "list", "--nope"},
 		{"vdi", "list", "--etcd", ""},
 	} {

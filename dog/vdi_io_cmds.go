@@ -30,10 +30,28 @@ const ioChunk = 1 << 20
 // ioDepth requests are kept in flight.
 const ioDepth = 16
 
+// terminal is w as a file if it is a terminal.
+func terminal(w io.Writer) (*os.File, bool) {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil, false
+	}
+	return f, true
+}
+
+// newObjectBar is a progress bar counting objects.
+func newObjectBar(f *os.File, total int64) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(f),
+		progressbar.OptionShowCount(),
+		progressbar.OptionThrottle(100_000_000),
+	)
+}
+
 // progress is a progress bar on stderr when it is a terminal, else a no-op.
 func progress(g *globals, total int64, what string) io.Writer {
-	f, ok := g.io.Stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	f, ok := terminal(g.io.Stderr)
+	if !ok {
 		return io.Discard
 	}
 	return progressbar.NewOptions64(total,
