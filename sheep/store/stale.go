@@ -214,12 +214,22 @@ func (s *Store) moveToStale(oid proto.ObjectID, epoch uint64) (bool, error) {
 	_, dirty := s.dirty[oid]
 	s.dirtyMu.Unlock()
 	if dirty {
-		if err := s.syncObjectLocked(oid); err != nil {
+		// ENOENT: the file vanished; the rename below finds that out.
+		if err := s.syncObjectLocked(oid); err != nil && !errors.Is(err, unix.ENOENT) {
 			return false, fmt.Errorf("supersede object %v: %w", oid, err)
 		}
 	}
 	s.handles.drop(oid)
 	if err := os.Rename(s.objectPath(oid), s.stalePath(oid, epoch)); err != nil {
+		if _, serr := os.Lstat(s.objectPath(oid)); errors.Is(serr, fs.ErrNotExist) {
+			// Deleted behind the store's back: nothing to move, and the
+			// index must stop saying it exists.
+			s.log.Warn().Stringer("object", oid).Msg("object file vanished from objects/; dropped from the index")
+			s.indexMu.Lock()
+			s.index.Delete(oid)
+			s.indexMu.Unlock()
+			return false, nil
+		}
 		return false, fmt.Errorf("supersede object %v: %w", oid, err)
 	}
 	// One critical section for both indexes, so a ListAll never misses

@@ -192,6 +192,27 @@ func TestSupersedeFailedSyncLeavesTheObjectInPlace(t *testing.T) {
 	}
 }
 
+func TestSupersedeOfAVanishedFileFixesTheIndex(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	gone, kept := proto.NewObjectID(2, 5), proto.NewObjectID(2, 6)
+	for _, oid := range []proto.ObjectID{gone, kept} {
+		if err := s.WriteAt(oid, []byte("x"), 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Remove(s.objectPath(gone))
+	if err := s.SupersedeAll(2); err != nil {
+		t.Fatal(err)
+	}
+	if s.Exists(gone) || s.Stats().Objects != 0 || s.Stats().StaleObjects != 1 {
+		t.Fatalf("after superseding a vanished file: %+v", s.Stats())
+	}
+	if _, ok := s.StaleCopy(kept, 2); !ok {
+		t.Fatal("the other object was not superseded")
+	}
+}
+
 func TestSupersedeAll(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	defer func() { s.Close() }()
