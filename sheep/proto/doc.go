@@ -15,6 +15,13 @@
 // used, and a bad message is an error, never a panic. Each decoder has a
 // fuzz test.
 //
+// Data requests (IsDataOp) carry the client's cluster epoch; a node at
+// another epoch answers StatusWrongEpoch with its own in the reply, and a
+// node that has not recovered the object yet (or is not serving) answers
+// StatusNotReady, which is retryable. Recovering nodes talk to each other
+// with OpReadPeer (a whole object as of an epoch given as an argument) and
+// ListObjects with FlagAllCopies (current and stale copies alike).
+//
 // Objects are named as in Sheepdog: the VDI id in bits 32..55 and the
 // object's index within the VDI in bits 0..31 (see ObjectID).
 package proto

@@ -557,3 +557,52 @@ func TestParseEpochName(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkStaleCopy(b *testing.B) {
+	s := openTest(b, b.TempDir())
+	defer s.Close()
+	for i := range 64 {
+		oid := proto.NewObjectID(1, uint32(i))
+		if err := s.WriteAt(oid, []byte{1}, 0, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for e := uint64(1); e <= 4; e++ {
+		if err := s.SupersedeAll(e); err != nil {
+			b.Fatal(err)
+		}
+		for i := range 64 {
+			if err := s.Install(proto.NewObjectID(1, uint32(i)), make([]byte, testObjectSize)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, ok := s.StaleCopy(proto.NewObjectID(1, uint32(i%64)), 2); !ok {
+			b.Fatal("no stale copy")
+		}
+	}
+}
+
+func BenchmarkListAllPage(b *testing.B) {
+	s := openTest(b, b.TempDir())
+	defer s.Close()
+	const n = 2048
+	for i := range n {
+		if err := s.WriteAt(proto.NewObjectID(1, uint32(i)), []byte{1}, 0, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := s.SupersedeWhere(1, func(oid proto.ObjectID) bool { return oid.Index()%2 == 0 }); err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]proto.ObjectID, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		ids, _, more := s.ListAll(dst[:0], 0, 0, 1024)
+		if len(ids) != 1024 || !more {
+			b.Fatalf("page of %d, more %v", len(ids), more)
+		}
+	}
+}
