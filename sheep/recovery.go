@@ -256,6 +256,17 @@ func (r *recoverer) isAbsent(oid proto.ObjectID) bool {
 func (r *recoverer) pull(ctx, pctx context.Context, cur *epochView, oid proto.ObjectID, copies int) error {
 	key := strconv.FormatUint(cur.Number, 10) + "/" + strconv.FormatUint(uint64(oid), 16)
 	ch := r.flight.DoChan(key, func() (any, error) {
+		// Counted as in flight: a transition (which cancels pctx under
+		// mu, then waits for in-flight work) never moves files under an
+		// Install of the epoch it leaves.
+		r.mu.Lock()
+		if err := pctx.Err(); err != nil {
+			r.mu.Unlock()
+			return nil, err
+		}
+		r.inflight++
+		r.mu.Unlock()
+		defer r.release()
 		return nil, r.recoverObject(pctx, cur, oid, copies)
 	})
 	select {
@@ -290,6 +301,9 @@ func (r *recoverer) recoverObject(ctx context.Context, cur *epochView, oid proto
 		r.mu.Unlock()
 		r.log.Debug().Stringer("object", oid).Uint64("epoch", cur.Number).Str("source", out.Source).Uint64("at", out.Epoch).Msg("object absent")
 		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := r.st.Install(oid, buf); err != nil && !errors.Is(err, store.ErrExists) {
 		return fmt.Errorf("install object %v: %w", oid, err)

@@ -213,6 +213,18 @@ func retryNotReady(op func() (proto.Response, []byte, error)) (proto.Response, [
 	}
 }
 
+// retryWrongEpoch retries op while the node is catching up with the epoch.
+func retryWrongEpoch(op func() (proto.Response, []byte, error)) (proto.Response, []byte, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, b, err := op()
+		if !errors.Is(err, proto.StatusWrongEpoch) || time.Now().After(deadline) {
+			return r, b, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // writeRandom fills objects 0..n-1: each gets a few random blocks, some
 // objects get none (they stay absent).
 func (tc *testCluster) writeRandom(e cluster.Epoch, rng *rand.Rand, n int) {

@@ -1,6 +1,7 @@
 package sheep
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sheepblk/sheepblk/sheep/proto"
+	"github.com/sheepblk/sheepblk/sheep/store"
 )
 
 const recoveryObjects = 48
@@ -109,6 +111,29 @@ func TestRecoveryRemovedNodeReturnsWithOldData(t *testing.T) {
 	for i := range recoveryObjects {
 		tc.write(e, i, randBytes(rng, 4096), 0)
 	}
+	// n3's directory still holds the old data as current objects.
+	st, err := store.Open(tc.dirs["n3"], store.Options{ObjectSize: recoveryObjectSize, AllowedEntries: []string{idFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := 0
+	buf := make([]byte, recoveryObjectSize)
+	for i := range recoveryObjects {
+		if st.Exists(tc.oid(i)) {
+			if err := st.ReadAt(tc.oid(i), buf, 0); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(buf, tc.model[tc.oid(i)]) {
+				old++
+			}
+		}
+	}
+	st.Close()
+	if old == 0 {
+		t.Fatal("n3's directory holds no outdated object: the test proves nothing")
+	}
+	// Back: the old copies become stale (and are pruned at once, the
+	// cluster having recovered since), never served.
 	tc.start("n3", 4*recoveryObjectSize)
 	e = tc.waitMembers("n1", "n2", "n3")
 	if checked := tc.readAllVia("n3", e, recoveryObjects); checked < 5 {
@@ -143,7 +168,10 @@ func TestRecoveryBlockedWhileSourcesUnreachable(t *testing.T) {
 		if tc.targets(e, oid)[0] != "n3" || tc.targets(old, oid)[0] != "n1" {
 			continue
 		}
-		b, err := tc.read("n3", e, i)
+		_, b, err := retryWrongEpoch(func() (proto.Response, []byte, error) {
+			b, err := tc.read("n3", e, i)
+			return proto.Response{}, b, err
+		})
 		if !errors.Is(err, proto.StatusNotReady) {
 			t.Fatalf("read %v through n3 while its only source n1 is down: %v (%d bytes), want NotReady", oid, err, len(b))
 		}

@@ -51,6 +51,7 @@ type config struct {
 	etcd, prefix           string
 	zone, capacity, id     string
 	objectSize             string
+	recoveryBandwidth      string
 	maxOpenFiles           int
 	registerTTL            time.Duration
 	shutdownTimeout        time.Duration
@@ -97,6 +98,7 @@ func run(args []string, stderr io.Writer, sigs <-chan os.Signal, ready func(addr
 	f.StringVar(&cfg.capacity, "capacity", "", "storage the node offers, e.g. 500G (default: free space of --dir)")
 	f.StringVar(&cfg.id, "id", "", "node id (default: the one stored in --dir, else the advertised address)")
 	f.StringVar(&cfg.objectSize, "object-size", "", "object size of a standalone node, e.g. 4M (default: the dir's, else 4M); with etcd the cluster's")
+	f.StringVar(&cfg.recoveryBandwidth, "recovery-bandwidth", "64M", "bytes per second background recovery may copy from other nodes, e.g. 64M; 0: unlimited (reads of objects not recovered yet are never held back)")
 	f.IntVar(&cfg.maxOpenFiles, "max-open-files", 0, "object files kept open (default 1024)")
 	f.DurationVar(&cfg.registerTTL, "register-ttl", sheep.DefaultRegisterTTL, "how long a dead node stays in the node list")
 	f.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for requests in flight")
@@ -154,6 +156,15 @@ func (cfg config) nodeOptions() (sheep.Options, error) {
 	if cfg.maxOpenFiles < 0 {
 		return opts, usagef("--max-open-files must not be negative")
 	}
+	bw, err := units.ParseSize(cfg.recoveryBandwidth)
+	if err != nil || bw < 0 {
+		return opts, usagef("--recovery-bandwidth %q: want bytes per second such as 64M, or 0 for unlimited", cfg.recoveryBandwidth)
+	}
+	opts.RecoveryBandwidth = bw
+	if bw == 0 {
+		opts.RecoveryBandwidth = -1 // unlimited
+	}
+
 	return opts, nil
 }
 
@@ -174,6 +185,10 @@ func serve(cfg config, stderr io.Writer, sigs <-chan os.Signal, ready func(strin
 	applyReclaim(log)
 	opts.Logger = log
 	if err := cfg.security.ApplyServer(&opts.RPC); err != nil {
+		return err
+	}
+	// Recovery connects to the other nodes as their clients do.
+	if err := cfg.security.ApplyClient(&opts.PeerRPC); err != nil {
 		return err
 	}
 	if opts.RPC.Secret == nil {

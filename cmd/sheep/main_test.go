@@ -61,6 +61,8 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		{"--dir", t.TempDir(), "--etcd", "", "--log-format", "xml"},
 		{"--dir", t.TempDir(), "--etcd", "http://127.0.0.1:1", "--object-size", "4M"},
 		{"--dir", t.TempDir(), "--etcd", "", "--object-size", "3M"},
+		{"--dir", t.TempDir(), "--etcd", "", "--recovery-bandwidth", "fast"},
+		{"--dir", t.TempDir(), "--etcd", "", "--recovery-bandwidth", "-1M"},
 	} {
 		out, code := runToEnd(t, args...)
 		if code != exitUsage || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "sheep: ") {
