@@ -24,8 +24,15 @@ type Options struct {
 	// VDI names the VDI to serve. Required.
 	VDI string
 	// CallTimeout bounds every read, write and discard call to a node
-	// (default 5s): a read fails over after it, a write fails.
+	// (default 5s): a read fails over to the next replica after it, a
+	// write is sent again.
 	CallTimeout time.Duration
+	// IOTimeout bounds a whole request, retries included (default 30s,
+	// at least CallTimeout): a write resends to a target that does not
+	// answer and is re-planned when the epoch changes, a read tries every
+	// replica in rounds, until then; after it the request fails with EIO
+	// naming the last error. (ublkctl add --io-timeout.)
+	IOTimeout time.Duration
 	// FlushTimeout bounds a flush call (default 60s): a node's flush
 	// syncs everything written since the last one, which can take far
 	// longer than one write, and a failed flush is an I/O error the file
@@ -46,6 +53,10 @@ type Options struct {
 	Logger zerolog.Logger
 }
 
+// DefaultIOTimeout is Options.IOTimeout's default: the SCSI layer's
+// default command timeout.
+const DefaultIOTimeout = 30 * time.Second
+
 // ErrClosed fails requests submitted after Close.
 var ErrClosed = errors.New("sheep backend closed")
 
@@ -56,11 +67,16 @@ type Backend struct {
 	objSize int64
 	log     zerolog.Logger
 	errLog  zerolog.Logger // request failures, sampled: a dead node fails many
+	minLog  zerolog.Logger // writes below min-copies, sampled harder
 
-	topo  atomic.Pointer[topology]
-	ready chan struct{} // closed once the first topology is in
-	free  chan *ioState // preallocated request states
-	subN  int           // sub-calls each preallocated state holds
+	// minCopies is the fewest targets a write may have (the cluster's
+	// min-copies for the VDI's copies): fewer fails it at once.
+	minCopies int
+
+	topo      atomic.Pointer[topology]
+	ready     chan struct{} // closed once the first topology is in
+	free      chan *ioState // preallocated request states
+	maxPieces int           // object pieces each preallocated state holds
 
 	mu    sync.Mutex
 	peers map[string]*peer // every node ever seen, by id
@@ -97,6 +113,26 @@ type topology struct {
 	peers []*peer
 }
 
+// has reports whether p is a member.
+func (t *topology) has(p *peer) bool {
+	for _, q := range t.peers {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// minCopiesFor is the cluster's min-copies for a VDI of copies replicas:
+// Settings.MinCopiesFor where the cluster package has it, else copies
+// (every replica required, the behaviour before min-copies existed).
+func minCopiesFor(s cluster.Settings, copies int) int {
+	if m, ok := any(s).(interface{ MinCopiesFor(int) int }); ok {
+		return max(1, min(copies, m.MinCopiesFor(copies)))
+	}
+	return copies
+}
+
 var (
 	_ backend.AsyncBackend = (*Backend)(nil)
 	_ backend.Flusher      = (*Backend)(nil)
@@ -112,6 +148,9 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 	}
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 5 * time.Second
+	}
+	if opts.IOTimeout <= 0 {
+		opts.IOTimeout = max(DefaultIOTimeout, opts.CallTimeout)
 	}
 	if opts.FlushTimeout <= 0 {
 		opts.FlushTimeout = max(60*time.Second, opts.CallTimeout)
@@ -129,7 +168,11 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sheep backend: %w", err)
 	}
-	// Mark the VDI in use, so no recovery moves its objects under us.
+	settings, err := opts.Cluster.Settings(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open sheep backend: %w", err)
+	}
+	// Mark the VDI in use (VDI deletion waits for it).
 	handle, err := opts.Cluster.OpenVDI(ctx, vdi.Name, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open sheep backend: %w", err)
@@ -141,14 +184,16 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 		log:     opts.Logger.With().Str("vdi", vdi.Name).Logger(),
 		errLog: opts.Logger.With().Str("vdi", vdi.Name).Logger().
 			Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Second}),
-		ready:  make(chan struct{}),
-		free:   make(chan *ioState, opts.MaxInFlight),
-		peers:  map[string]*peer{},
-		handle: handle,
+		minLog: opts.Logger.With().Str("vdi", vdi.Name).Logger().
+			Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second}),
+		minCopies: minCopiesFor(settings, vdi.Copies),
+		ready:     make(chan struct{}),
+		free:      make(chan *ioState, opts.MaxInFlight),
+		peers:     map[string]*peer{},
+		handle:    handle,
 	}
-	// Enough sub-calls for a MaxIOSize request straddling objects, on
-	// every replica.
-	b.subN = (opts.MaxIOSize/int(vdi.ObjectSize) + 2) * vdi.Copies
+	// Enough pieces for a MaxIOSize request straddling objects.
+	b.maxPieces = opts.MaxIOSize/int(vdi.ObjectSize) + 2
 	for range opts.MaxInFlight {
 		b.free <- b.newState()
 	}
@@ -185,6 +230,9 @@ func (b *Backend) allTried() bool {
 	}
 	return true
 }
+
+// Epoch is the number of the cluster epoch requests are placed on now.
+func (b *Backend) Epoch() uint64 { return b.topo.Load().epoch }
 
 // VDI is the VDI served.
 func (b *Backend) VDI() cluster.VDI { return b.vdi }
@@ -307,8 +355,9 @@ func (b *Backend) rebuild(e cluster.Epoch, live []cluster.Node) {
 	}
 }
 
-// Close fails new requests, waits for those in flight (each call has a
-// deadline, so this is bounded) and closes the connections to the nodes.
+// Close fails new requests, waits for those in flight (a retrying request
+// gives up at its next round; each call has a deadline, so this is
+// bounded) and closes the connections to the nodes.
 func (b *Backend) Close() error {
 	b.mu.Lock()
 	if b.closed.Swap(true) {
