@@ -256,3 +256,26 @@ func TestDogUnreachableEtcd(t *testing.T) {
 		t.Fatalf("error should name the etcd endpoint: %q", r.stderr)
 	}
 }
+
+func TestDogClusterCheck(t *testing.T) {
+	etcd := clustertest.Embedded(t)
+	dogRun(t, etcd, "cluster", "format", "--copies", "1").must(t, 0)
+	if out := dogRun(t, etcd, "cluster", "check").must(t, 0).stdout; !strings.Contains(out, "checked 0 objects of 0 vdis in epoch 0: 0 problems") {
+		t.Fatalf("check of an empty cluster: %q", out)
+	}
+	dogRun(t, etcd, "cluster", "check", "--vdi", "nope").must(t, 1)
+	dogRun(t, etcd, "cluster", "check", "extra").must(t, 2)
+	// A member that never reports recovery: the check is refused.
+	cl, err := cluster.Connect(cluster.Options{Endpoints: []string{etcd}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.Join(context.Background(), cluster.Member{ID: "ghost"}); err != nil {
+		t.Fatal(err)
+	}
+	r := dogRun(t, etcd, "cluster", "check", "--repair").must(t, 1)
+	if !strings.Contains(r.stderr, "recovery in progress (epoch 1)") {
+		t.Fatalf("check during recovery: %q", r.stderr)
+	}
+}

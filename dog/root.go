@@ -186,7 +186,7 @@ func NewCommand(stdio IO) *cobra.Command {
 
 	root.AddCommand(
 		group("cluster", "Format the cluster, show its state, run a local one",
-			clusterFormatCmd(g), clusterInfoCmd(g), clusterStartLocalCmd(g)),
+			clusterFormatCmd(g), clusterInfoCmd(g), clusterCheckCmd(g), clusterStartLocalCmd(g)),
 		group("node", "Show the storage nodes, make a spare one a member", nodeListCmd(g), nodeJoinCmd(g), nodeRemoveCmd(g)),
 		group("vdi", "Manage virtual disk images", vdiCommands(g)...),
 	)

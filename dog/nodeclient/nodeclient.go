@@ -129,3 +129,9 @@ func (c *Client) Write(ctx context.Context, epoch uint64, oid proto.ObjectID, of
 	_, _, err := c.roundTrip(ctx, req, p, nil)
 	return err
 }
+
+// Remove deletes object oid from the node in epoch.
+func (c *Client) Remove(ctx context.Context, epoch uint64, oid proto.ObjectID) error {
+	_, _, err := c.roundTrip(ctx, proto.Request{Op: proto.OpRemove, Epoch: epoch, Object: oid}, nil, nil)
+	return err
+}
