@@ -92,7 +92,11 @@ type Registration struct {
 	node      Node
 	lease     clientv3.LeaseID
 	liveUntil time.Time // when the lease may have expired, as far as we know
-	closed    bool
+	// frozenUntil: etcd had no leader when last probed, so no lease can
+	// expire and no membership change can happen until a leader is back
+	// (and a new leader extends every lease by its TTL).
+	frozenUntil time.Time
+	closed      bool
 }
 
 // Member is always false: registering no longer makes a node a member (the
@@ -105,10 +109,84 @@ func (r *Registration) Member() bool { return false }
 // renewed recently enough that etcd cannot have expired it yet. A node
 // serves data only while Live: once its lease may have expired, the
 // cluster may consider it gone and place its objects elsewhere.
+//
+// While etcd has lost its quorum, no lease can be renewed, but none can
+// expire either (expiry needs a leader, and a new leader extends every
+// lease by its TTL) and no membership change can happen: so when the
+// renewals are late, the registration asks every etcd endpoint for its
+// status, and stays Live as long as some endpoint answers and none that
+// answers has a leader. The data path does not need etcd. The risk left:
+// a partition that leaves this node (and a client) with an etcd minority
+// while a majority elsewhere removes the node after the grace; a node that
+// reaches no etcd member at all stops being Live after its TTL.
 func (r *Registration) Live() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return time.Now().Before(r.liveUntil)
+	now := time.Now()
+	return !r.closed && (now.Before(r.liveUntil) || now.Before(r.frozenUntil))
+}
+
+// quorumProbeEvery is how often a registration whose renewals are late
+// probes etcd for a leader.
+const quorumProbeEvery = 250 * time.Millisecond
+
+// watchQuorum probes etcd's endpoints while the lease renewals are late,
+// to tell "etcd has no quorum" (stay Live) from "this node is cut off or
+// its lease is gone" (stop being Live).
+func (r *Registration) watchQuorum(ctx context.Context) {
+	tick := time.NewTicker(quorumProbeEvery)
+	defer tick.Stop()
+	ttl := r.opts.TTL
+	margin := min(ttl/4, time.Second)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		r.mu.Lock()
+		late := time.Until(r.liveUntil) < ttl/4
+		r.mu.Unlock()
+		if !late {
+			continue
+		}
+		start := time.Now()
+		reachable, leader := r.c.probeLeader(ctx)
+		r.mu.Lock()
+		switch {
+		case leader:
+			r.frozenUntil = time.Time{}
+		case reachable > 0 && !r.closed:
+			r.frozenUntil = start.Add(ttl - margin)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// probeLeader asks every etcd endpoint for its status: how many answered,
+// and whether any of them has a leader.
+func (c *Client) probeLeader(ctx context.Context) (reachable int, leader bool) {
+	eps := c.etcd.Endpoints()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, ep := range eps {
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer cancel()
+			st, err := c.etcd.Status(pctx, ep)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			reachable++
+			if st.Leader != 0 {
+				leader = true
+			}
+		})
+	}
+	wg.Wait()
+	return reachable, leader
 }
 
 // renewed records that etcd granted or renewed the lease for ttlSec
@@ -164,6 +242,7 @@ func (c *Client) Register(ctx context.Context, n Node, opts RegisterOptions) (*R
 		return nil, err
 	}
 	go r.run(bg, keepAlive)
+	go r.watchQuorum(bg)
 	return r, nil
 }
 

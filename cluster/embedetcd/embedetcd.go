@@ -23,6 +23,14 @@ type Options struct {
 	PeerPort int
 	// Name is the member name; "default" if empty.
 	Name string
+	// InitialCluster lists every member of a new multi-member cluster as
+	// name=peerURL pairs, comma-separated (this one included, under Name
+	// and on PeerPort); "": a single-member cluster. Ignored when Dir
+	// already holds the member's data (a restart).
+	InitialCluster string
+	// ClusterToken tells the members of one cluster from another's
+	// ("etcd-cluster" if empty).
+	ClusterToken string
 	// StartTimeout bounds how long Start waits for the server to be ready
 	// (default 30s).
 	StartTimeout time.Duration
@@ -37,7 +45,8 @@ type Server struct {
 }
 
 // Start starts an etcd server listening on 127.0.0.1 only and waits until it
-// serves requests.
+// serves requests (a member of a multi-member cluster: until the cluster
+// has a quorum, so start the members concurrently).
 func Start(opts Options) (*Server, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("start embedded etcd: no data directory given")
@@ -78,6 +87,12 @@ func Start(opts Options) (*Server, error) {
 	cfg.ListenPeerUrls = []url.URL{peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	if opts.InitialCluster != "" {
+		cfg.InitialCluster = opts.InitialCluster
+	}
+	if opts.ClusterToken != "" {
+		cfg.InitialClusterToken = opts.ClusterToken
+	}
 	// No metrics listener, no pprof: this is a private, single-member etcd.
 	cfg.Metrics = "basic"
 
@@ -108,6 +123,12 @@ func (s *Server) Err() <-chan error { return s.etcd.Err() }
 // directory.
 func (s *Server) Close() {
 	s.etcd.Close()
+}
+
+// PeerURL is the peer URL of a member on port, for InitialCluster.
+func PeerURL(port int) string {
+	u := loopbackURL(port)
+	return u.String()
 }
 
 func loopbackURL(port int) url.URL {
