@@ -128,3 +128,12 @@ type RingFile interface {
 	// must not be used.
 	RingFD() (fd int, ok bool)
 }
+
+// InlineServer is a synchronous backend that can say its requests cost
+// no more than a memory copy (a file on tmpfs), so the queue serves them
+// on its own thread, as it does an AsyncBackend that completes inline,
+// rather than handing each one to another thread and back.
+type InlineServer interface {
+	Backend
+	ServesInline() bool
+}

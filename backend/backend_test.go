@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // exercise writes random data across chunk boundaries, reads it back,
@@ -138,5 +140,39 @@ func TestResultOf(t *testing.T) {
 	}
 	if got := ResultOf(&Request{Op: OpFlush}, nil); got != 0 {
 		t.Fatalf("flush: %d", got)
+	}
+}
+
+// TestFileOnTmpfsServesInline: a file on tmpfs is served by pread/pwrite
+// on the queue thread (io_uring would hand every request to an io-wq
+// worker), a file on a disk file system goes on the ring.
+func TestFileOnTmpfsServesInline(t *testing.T) {
+	cases := []struct {
+		dir    string
+		inline bool
+	}{{"/dev/shm", true}, {t.TempDir(), false}}
+	for _, c := range cases {
+		var fs unix.Statfs_t
+		if err := unix.Statfs(c.dir, &fs); err != nil {
+			t.Skipf("%s: %v", c.dir, err)
+		}
+		if (fs.Type == unix.TMPFS_MAGIC) != c.inline {
+			t.Logf("%s is not the file system this case wants (type %#x); skipped", c.dir, fs.Type)
+			continue
+		}
+		dir, err := os.MkdirTemp(c.dir, "backend-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		b, err := OpenFile(FileOptions{Path: filepath.Join(dir, "disk.img"), Size: 8 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		if _, ring := b.RingFD(); ring == c.inline || b.ServesInline() != c.inline {
+			t.Fatalf("%s: RingFD ok=%v ServesInline=%v, want ring=%v inline=%v", c.dir, ring, b.ServesInline(), !c.inline, c.inline)
+		}
+		exercise(t, b)
 	}
 }

@@ -22,6 +22,11 @@ type File struct {
 	size    int64
 	isBlock bool
 	direct  bool
+	// inMemory: the file lives in RAM (tmpfs, ramfs). io_uring cannot
+	// read or write it without blocking, so every ring request would be
+	// handed to an io-wq worker thread and back; a plain pread/pwrite
+	// on the queue thread is a memory copy and costs far less.
+	inMemory bool
 }
 
 // FileOptions says how to open a file backend.
@@ -68,6 +73,10 @@ func OpenFile(opts FileOptions) (*File, error) {
 		return nil, fmt.Errorf("open %s: %w", opts.Path, err)
 	}
 	b := &File{f: f, fd: int(f.Fd()), direct: flags&unix.O_DIRECT != 0}
+	var fs unix.Statfs_t
+	if unix.Fstatfs(b.fd, &fs) == nil {
+		b.inMemory = fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC
+	}
 	if err := b.sizeUp(opts.Size); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", opts.Path, err)
@@ -128,8 +137,12 @@ func (b *File) Size() int64  { return b.size }
 func (b *File) Close() error { return b.f.Close() }
 
 // RingFD implements RingFile: reads, writes and fdatasync go on the
-// queue's io_uring.
-func (b *File) RingFD() (int, bool) { return b.fd, true }
+// queue's io_uring, except for a file in memory (ServesInline).
+func (b *File) RingFD() (int, bool) { return b.fd, !b.inMemory }
+
+// ServesInline implements InlineServer: a file on tmpfs or ramfs is read
+// and written on the queue thread itself.
+func (b *File) ServesInline() bool { return b.inMemory }
 
 // Direct says whether the file is open with O_DIRECT.
 func (b *File) Direct() bool { return b.direct }

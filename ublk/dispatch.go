@@ -50,6 +50,10 @@ func newDispatcher(be backend.Backend, depth int, efd int) *dispatcher {
 		d.async = a
 		return d
 	}
+	if in, ok := be.(backend.InlineServer); ok && in.ServesInline() {
+		d.async = inlineServer{be}
+		return d
+	}
 	// One goroutine per tag, created now: a request never waits for a
 	// worker, nothing is allocated per request, and a slow request holds
 	// up only its own tag.
@@ -71,6 +75,12 @@ func (d *dispatcher) dispatch(r *backend.Request) {
 	}
 	d.kick[r.Tag] <- struct{}{}
 }
+
+// inlineServer serves a synchronous backend's requests on the calling
+// (queue) thread: for backends whose requests are memory copies.
+type inlineServer struct{ backend.Backend }
+
+func (s inlineServer) Submit(r *backend.Request) { r.Done(backend.Serve(s.Backend, r)) }
 
 func (d *dispatcher) worker(r *backend.Request, kick chan struct{}) {
 	for range kick {

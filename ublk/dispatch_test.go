@@ -185,3 +185,48 @@ func TestInlineCompletionNeedsNoWakeup(t *testing.T) {
 		t.Fatalf("no wakeup for an out-of-line completion: %v", err)
 	}
 }
+
+// inlineFile is a synchronous backend that asks to be served inline, as
+// a backend.File on tmpfs does. Its Submit() (no argument) shadows the
+// Mem's Submit(*Request), so it is not an AsyncBackend.
+type inlineFile struct{ *backend.Mem }
+
+func (inlineFile) Submit()            {}
+func (inlineFile) ServesInline() bool { return true }
+
+// TestInlineServerRunsOnQueueThread: a backend.InlineServer gets no worker
+// goroutines; its requests finish inside dispatch, with no wakeup, and
+// the data round-trips.
+func TestInlineServerRunsOnQueueThread(t *testing.T) {
+	const blk = 4096
+	d, efd := newTestDispatcher(t, inlineFile{backend.NewMem(1 << 20)}, 2)
+	if d.kick != nil {
+		t.Fatal("an inline server got worker goroutines")
+	}
+	unix.SetNonblock(efd, true)
+	want := make([]byte, blk)
+	rand.Read(want)
+	got := make([]byte, blk)
+	for i, op := range []backend.Op{backend.OpWrite, backend.OpRead} {
+		r := &d.reqs[i]
+		r.Op, r.Offset, r.Length, r.Buf = op, 8*blk, blk, want
+		if op == backend.OpRead {
+			r.Buf = got
+		}
+		d.dispatch(r)
+		if n := d.drain(func(r *backend.Request) {
+			if r.Result != blk {
+				t.Errorf("%v: result %d", r.Op, r.Result)
+			}
+		}); n != 1 {
+			t.Fatalf("%v: drained %d right after dispatch, want 1", op, n)
+		}
+	}
+	var v [8]byte
+	if _, err := unix.Read(efd, v[:]); err != unix.EAGAIN {
+		t.Fatalf("eventfd read: %v, want EAGAIN (no wakeup)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("read back differs from what was written")
+	}
+}

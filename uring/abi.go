@@ -27,15 +27,17 @@ const (
 
 // Opcodes.
 const (
-	OpNop       uint8 = 0
-	OpReadv     uint8 = 1
-	OpWritev    uint8 = 2
-	OpFsync     uint8 = 3
-	OpPollAdd   uint8 = 6
-	OpFallocate uint8 = 17
-	OpRead      uint8 = 22
-	OpWrite     uint8 = 23
-	OpURingCmd  uint8 = 46
+	OpNop        uint8 = 0
+	OpReadv      uint8 = 1
+	OpWritev     uint8 = 2
+	OpFsync      uint8 = 3
+	OpReadFixed  uint8 = 4
+	OpWriteFixed uint8 = 5
+	OpPollAdd    uint8 = 6
+	OpFallocate  uint8 = 17
+	OpRead       uint8 = 22
+	OpWrite      uint8 = 23
+	OpURingCmd   uint8 = 46
 )
 
 // SQE flags.
@@ -48,6 +50,12 @@ const (
 
 // FsyncDatasync is IORING_FSYNC_DATASYNC.
 const FsyncDatasync uint32 = 1 << 0
+
+// io_uring_register opcodes.
+const (
+	registerBuffers uint32 = 0
+	registerFiles   uint32 = 2
+)
 
 const (
 	enterGetEvents uint32 = 1 << 0

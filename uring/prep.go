@@ -30,6 +30,21 @@ func (s *SQE) prepRW(op uint8, fd int, buf []byte, off uint64) {
 	s.Len = uint32(len(buf))
 }
 
+// PrepReadFixed reads into buf, which must lie inside the registered
+// buffer bufIndex (RegisterBuffers): the kernel uses the pages it pinned
+// at registration instead of pinning buf's pages for every request.
+func (s *SQE) PrepReadFixed(fd int, buf []byte, off uint64, bufIndex uint16) {
+	s.prepRW(OpReadFixed, fd, buf, off)
+	s.BufIndex = bufIndex
+}
+
+// PrepWriteFixed writes buf, which must lie inside registered buffer
+// bufIndex, to fd at off.
+func (s *SQE) PrepWriteFixed(fd int, buf []byte, off uint64, bufIndex uint16) {
+	s.prepRW(OpWriteFixed, fd, buf, off)
+	s.BufIndex = bufIndex
+}
+
 // PrepFsync syncs fd; flags may be FsyncDatasync.
 func (s *SQE) PrepFsync(fd int, flags uint32) {
 	s.Opcode = OpFsync
