@@ -296,14 +296,20 @@ type nodeProc struct {
 
 func startNode(t *testing.T, ctx context.Context, tn *testNet, i int, sheep, dir, secretFile string) *nodeProc {
 	t.Helper()
+	return startNodeWith(t, ctx, tn, i, sheep, dir, secretFile)
+}
+
+// startNodeWith is startNode with extra sheep flags.
+func startNodeWith(t *testing.T, ctx context.Context, tn *testNet, i int, sheep, dir, secretFile string, extra ...string) *nodeProc {
+	t.Helper()
 	p := &nodeProc{i: i, addr: nodeAddr(i) + ":" + nodePort, log: dir + ".log", done: make(chan struct{})}
 	logf, err := os.Create(p.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = tn.command(ctx, i, sheep,
+	p.cmd = tn.command(ctx, i, sheep, append([]string{
 		"--dir", dir, "--listen", p.addr, "--etcd", etcdURL, "--secret-file", secretFile,
-		"--capacity", "1T", "--log-format", "json", "--log-level", "warn")
+		"--capacity", "1T", "--log-format", "json", "--log-level", "warn"}, extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		logf.Close()
