@@ -115,6 +115,7 @@ type recoverer struct {
 	filesMu sync.RWMutex
 
 	mu          sync.Mutex
+	loaded      bool // state was loaded from disk
 	state       recoveryState
 	cur         *epochView // the epoch the node is at; nil before start
 	prev        *epochView // the epoch before cur
@@ -363,8 +364,14 @@ func (r *recoverer) answerPeer(ctx context.Context, oid proto.ObjectID, e uint64
 	r.filesMu.RLock()
 	defer r.filesMu.RUnlock()
 	r.mu.Lock()
-	state := r.state
+	state, loaded := r.state, r.loaded
 	r.mu.Unlock()
+	if !loaded {
+		// Without its state the node cannot tell how current its copies
+		// are; NotReady would wrongly say "no copy here", and a peer
+		// could conclude the object absent. Say nothing instead.
+		return answerUnreachable, 0, &proto.Error{Status: proto.StatusWrongEpoch, Reason: "node starting: recovery state not loaded yet"}
+	}
 	if e <= state.Epoch && r.st.Exists(oid) {
 		if err := r.st.ReadAt(oid, buf, 0); err != nil {
 			return answerUnreachable, 0, fmt.Errorf("read object %v for a peer: %w", oid, err)

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/sheep/proto"
@@ -14,6 +17,9 @@ import (
 
 // reportEvery bounds how often progress is written to etcd.
 const reportEvery = time.Second
+
+// recoveryWorkers is how many objects background recovery pulls at once.
+const recoveryWorkers = 4
 
 // background recovers every object the node holds under v that it does not
 // have yet, then marks v complete. It is restartable: a pass recomputes
@@ -75,31 +81,47 @@ func (r *recoverer) recoverPass(ctx context.Context, v *epochView) (done bool, e
 	r.progress.Waiting = waiting
 	prev, prevComplete := r.prev, r.state.PrevComplete
 	r.mu.Unlock()
-	var blocked []string
-	size := int(r.st.ObjectSize())
+	var (
+		blockedMu sync.Mutex
+		blocked   []string
+	)
+	// A few pulls at once: each waits on a peer and on fsyncs.
+	var g errgroup.Group
+	g.SetLimit(recoveryWorkers)
 	for _, oid := range oids {
-		copies, err := r.vdis.copies(ctx, oid.VDI())
-		if err != nil {
-			continue // its VDI is gone meanwhile
+		if ctx.Err() != nil {
+			break
 		}
-		if !(prevComplete && prev.isTarget(r.self, oid, copies)) {
-			before := r.bytes.Load()
-			if err := r.pull(ctx, ctx, v, oid, copies); err != nil {
-				if ctx.Err() != nil {
-					return false, nil
+		g.Go(func() error {
+			copies, err := r.vdis.copies(ctx, oid.VDI())
+			if err != nil {
+				return nil // its VDI is gone meanwhile
+			}
+			if !(prevComplete && prev.isTarget(r.self, oid, copies)) {
+				before := r.bytes.Load()
+				if err := r.pull(ctx, ctx, v, oid, copies); err != nil {
+					if ctx.Err() == nil {
+						blockedMu.Lock()
+						blocked = append(blocked, err.Error())
+						blockedMu.Unlock()
+					}
+					return nil
 				}
-				blocked = append(blocked, err.Error())
-				continue
+				if err := r.throttle(ctx, int(r.bytes.Load()-before)); err != nil {
+					return nil
+				}
 			}
-			if err := r.throttle(ctx, int(r.bytes.Load()-before), size); err != nil {
-				return false, nil
-			}
-		}
-		r.mu.Lock()
-		r.progress.Done++
-		r.progress.Bytes = r.bytes.Load()
-		r.mu.Unlock()
-		r.report(ctx, false)
+			r.mu.Lock()
+			r.progress.Done++
+			r.progress.Bytes = r.bytes.Load()
+			r.mu.Unlock()
+			r.report(ctx, false)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if ctx.Err() != nil {
+		return false, nil
 	}
 	if len(blocked) > 0 {
 		r.setWaiting(fmt.Sprintf("%d objects blocked, e.g. %s", len(blocked), blocked[0]))
@@ -109,7 +131,7 @@ func (r *recoverer) recoverPass(ctx context.Context, v *epochView) (done bool, e
 }
 
 // throttle waits until n more bytes fit the recovery bandwidth.
-func (r *recoverer) throttle(ctx context.Context, n, burst int) error {
+func (r *recoverer) throttle(ctx context.Context, n int) error {
 	if r.limiter == nil {
 		return nil
 	}

@@ -27,6 +27,9 @@ type testCluster struct {
 	url   string
 	cl    *cluster.Client
 	grace time.Duration
+	// objectSize is the cluster's (recoveryObjectSize unless a test
+	// formats it otherwise).
+	objectSize int
 
 	mu      sync.Mutex
 	nodes   map[string]*testNode
@@ -39,13 +42,18 @@ type testCluster struct {
 
 func newTestCluster(t testing.TB, copies int, grace time.Duration) *testCluster {
 	t.Helper()
+	return newTestClusterSized(t, copies, grace, recoveryObjectSize)
+}
+
+func newTestClusterSized(t testing.TB, copies int, grace time.Duration, objectSize int) *testCluster {
+	t.Helper()
 	url := clustertest.Embedded(t)
 	cl := connectCluster(t, url, "/recovery-test/")
 	ctx := context.Background()
-	if _, err := cl.Format(ctx, cluster.FormatOptions{Copies: copies, ObjectSize: recoveryObjectSize, MemberGrace: grace}); err != nil {
+	if _, err := cl.Format(ctx, cluster.FormatOptions{Copies: copies, ObjectSize: int64(objectSize), MemberGrace: grace}); err != nil {
 		t.Fatal(err)
 	}
-	return &testCluster{t: t, url: url, cl: cl, grace: grace, nodes: map[string]*testNode{}, dirs: map[string]string{},
+	return &testCluster{t: t, url: url, cl: cl, grace: grace, objectSize: objectSize, nodes: map[string]*testNode{}, dirs: map[string]string{},
 		clients: map[string]*client{}, model: map[proto.ObjectID][]byte{}}
 }
 
@@ -60,7 +68,7 @@ func (tc *testCluster) start(id string, bandwidth int64) *testNode {
 	}
 	tc.mu.Unlock()
 	n := startNode(tc.t, Options{Dir: dir, ID: id, Cluster: tc.cl, RegisterTTL: 2 * time.Second,
-		RecoveryBandwidth: bandwidth, MemberGrace: tc.grace, RecoveryRetry: 200 * time.Millisecond, ObjectSize: recoveryObjectSize})
+		RecoveryBandwidth: bandwidth, MemberGrace: tc.grace, RecoveryRetry: 200 * time.Millisecond, ObjectSize: uint32(tc.objectSize)})
 	tc.mu.Lock()
 	tc.nodes[id] = n
 	c := newClient(tc.t, n.addr)
@@ -164,7 +172,7 @@ func (tc *testCluster) targets(e cluster.Epoch, oid proto.ObjectID) []string {
 // createVDI makes the VDI the test writes to.
 func (tc *testCluster) createVDI(objects int) {
 	tc.t.Helper()
-	v, err := tc.cl.CreateVDI(context.Background(), cluster.CreateVDIOptions{Name: "v", Size: int64(objects) * recoveryObjectSize})
+	v, err := tc.cl.CreateVDI(context.Background(), cluster.CreateVDIOptions{Name: "v", Size: int64(objects) * int64(tc.objectSize)})
 	if err != nil {
 		tc.t.Fatal(err)
 	}
@@ -192,7 +200,7 @@ func (tc *testCluster) write(e cluster.Epoch, i int, data []byte, off int) {
 	}
 	m := tc.model[oid]
 	if m == nil {
-		m = make([]byte, recoveryObjectSize)
+		m = make([]byte, tc.objectSize)
 		tc.model[oid] = m
 	}
 	copy(m[off:], data)
@@ -234,7 +242,7 @@ func (tc *testCluster) writeRandom(e cluster.Epoch, rng *rand.Rand, n int) {
 			continue // never written: absent everywhere
 		}
 		for range 1 + rng.IntN(3) {
-			off := rng.IntN(recoveryObjectSize/4096) * 4096
+			off := rng.IntN(tc.objectSize/4096) * 4096
 			tc.write(e, i, randBytes(rng, 4096), off)
 		}
 	}
@@ -245,7 +253,7 @@ func (tc *testCluster) read(id string, e cluster.Epoch, i int) ([]byte, error) {
 	tc.mu.Lock()
 	c := tc.clients[id]
 	tc.mu.Unlock()
-	req := proto.Request{Op: proto.OpRead, Epoch: e.Number, Object: tc.oid(i), Length: recoveryObjectSize}
+	req := proto.Request{Op: proto.OpRead, Epoch: e.Number, Object: tc.oid(i), Length: uint32(tc.objectSize)}
 	_, b, err := c.do(req, nil)
 	return b, err
 }
@@ -254,7 +262,7 @@ func (tc *testCluster) read(id string, e cluster.Epoch, i int) ([]byte, error) {
 // in objects/ on exactly its targets under e, byte-identical to the model.
 func (tc *testCluster) verify(e cluster.Epoch, n int) {
 	tc.t.Helper()
-	buf := make([]byte, recoveryObjectSize)
+	buf := make([]byte, tc.objectSize)
 	for i := range n {
 		oid := tc.oid(i)
 		want, written := tc.model[oid]
@@ -284,7 +292,7 @@ func (tc *testCluster) verify(e cluster.Epoch, n int) {
 // and compares with the model: unwritten objects read as zeros.
 func (tc *testCluster) readAllVia(id string, e cluster.Epoch, n int) (checked int) {
 	tc.t.Helper()
-	zero := make([]byte, recoveryObjectSize)
+	zero := make([]byte, tc.objectSize)
 	for i := range n {
 		oid := tc.oid(i)
 		if !slices.Contains(tc.targets(e, oid), id) {

@@ -43,7 +43,7 @@ func (r *recoverer) start(ctx context.Context) error {
 		return err
 	}
 	r.mu.Lock()
-	r.state, r.cur, r.prev = state, pv, &epochView{}
+	r.state, r.cur, r.prev, r.loaded = state, pv, &epochView{}, true
 	r.mu.Unlock()
 	r.opts.SetEpoch(state.Epoch)
 
