@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -36,6 +37,8 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 	var (
 		dir                string
 		nodes, copies      int
+		minCopies          int
+		grace              time.Duration
 		etcdPort, basePort int
 		logLevel           string
 		unprotected        bool
@@ -57,6 +60,12 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 			}
 			if copies < 1 || copies > nodes {
 				return usagef("--copies %d: want 1..%d (at most one copy per node)", copies, nodes)
+			}
+			if minCopies < 0 || minCopies > copies {
+				return usagef("--min-copies %d: want 0 (a majority) or 1..%d (--copies)", minCopies, copies)
+			}
+			if grace < 0 {
+				return usagef("--member-grace %v: want 0 (10s) or more", grace)
 			}
 			for _, p := range []struct {
 				name string
@@ -80,7 +89,8 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			lc, err := local.Start(ctx, local.Options{
-				Dir: dir, Nodes: nodes, Copies: copies, EtcdPort: etcdPort, BasePort: basePort, Logger: log, Secret: secret,
+				Dir: dir, Nodes: nodes, Copies: copies, MinCopies: minCopies, MemberGrace: grace,
+				EtcdPort: etcdPort, BasePort: basePort, Logger: log, Secret: secret,
 			})
 			if err != nil {
 				return err
@@ -118,6 +128,8 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 	f.StringVar(&dir, "dir", "", "directory for etcd's and the nodes' data (required)")
 	f.IntVar(&nodes, "nodes", 3, "number of sheep nodes")
 	f.IntVar(&copies, "copies", 3, "replicas of each object, if the cluster is formatted now")
+	f.IntVar(&minCopies, "min-copies", 0, "fewest replicas a write may land on, if the cluster is formatted now (0: a majority)")
+	f.DurationVar(&grace, "member-grace", 0, "how long a member may be gone before it is removed, if the cluster is formatted now (0: 10s)")
 	f.IntVar(&etcdPort, "etcd-port", 2379, "etcd client port on 127.0.0.1 (peer port: the next one; 0: free ports)")
 	f.IntVar(&basePort, "base-port", 7000, "node i listens on 127.0.0.1:base-port+i (0: free ports)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -29,6 +29,9 @@ type Options struct {
 	Copies int
 	// ObjectSize for format (default cluster.DefaultObjectSize).
 	ObjectSize int64
+	// MinCopies and MemberGrace for format (see cluster.Settings).
+	MinCopies   int
+	MemberGrace time.Duration
 	// EtcdPort is etcd's client port on 127.0.0.1 (0: a free one). Its
 	// peer port is the next one up when EtcdPort is set.
 	EtcdPort int
@@ -92,7 +95,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{opts: opts, etcd: etcd, client: cl}
 	if _, err := cl.Settings(ctx); errors.Is(err, cluster.ErrNotFormatted) {
-		if _, err := cl.Format(ctx, cluster.FormatOptions{Copies: opts.Copies, ObjectSize: opts.ObjectSize}); err != nil {
+		if _, err := cl.Format(ctx, cluster.FormatOptions{
+			Copies: opts.Copies, ObjectSize: opts.ObjectSize, MinCopies: opts.MinCopies, MemberGrace: opts.MemberGrace,
+		}); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("start local cluster: %w", err)
 		}
@@ -174,9 +179,6 @@ func (c *Cluster) StartNode(i int) error {
 		if err == nil {
 			for _, nd := range nodes {
 				if nd.ID == s.id && nd.Addr == s.addr && nd.State == cluster.NodeUp {
-					if e, err := c.client.Epoch(context.Background()); err == nil && !e.Has(s.id) {
-						c.opts.Logger.Warn().Str("node", s.id).Msg("new node in a cluster that holds VDIs: it is a spare and gets no data (see dog node join)")
-					}
 					return nil
 				}
 			}
@@ -196,8 +198,7 @@ func (c *Cluster) StartNode(i int) error {
 }
 
 // AddNode starts one more node (on the next base port, or a free one) and
-// returns its index. In a cluster that holds VDIs it is a spare until
-// joined (see cluster.Registration.Member).
+// returns its index. The membership controller makes it a member shortly.
 func (c *Cluster) AddNode() (int, error) {
 	c.mu.Lock()
 	i := len(c.nodes)
