@@ -99,12 +99,6 @@ type Registration struct {
 	closed      bool
 }
 
-// Member is always false: registering no longer makes a node a member (the
-// membership controller, RunMembership, adds registered nodes).
-//
-// Deprecated: kept until its last caller is gone; use Epoch.Has.
-func (r *Registration) Member() bool { return false }
-
 // Live reports whether the registration's lease is held right now: it was
 // renewed recently enough that etcd cannot have expired it yet. A node
 // serves data only while Live: once its lease may have expired, the
