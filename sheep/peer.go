@@ -210,8 +210,9 @@ func (p *peerSet) readPeer(ctx context.Context, id string, oid proto.ObjectID, e
 }
 
 // listAll lists every object node id holds in any form (FlagAllCopies),
-// calling fn for each id.
-func (p *peerSet) listAll(ctx context.Context, id string, fn func(proto.ObjectID)) error {
+// calling fn for each id. It fails if the node has not settled in epoch
+// atLeast yet (it could still take writes of an earlier epoch).
+func (p *peerSet) listAll(ctx context.Context, id string, atLeast uint64, fn func(proto.ObjectID)) error {
 	body := make([]byte, proto.MaxListPage*8)
 	from := proto.ObjectID(0)
 	for {
@@ -222,6 +223,9 @@ func (p *peerSet) listAll(ctx context.Context, id string, fn func(proto.ObjectID
 		}
 		if resp.Status != proto.StatusOK {
 			return fmt.Errorf("node %s: list objects: %w", id, resp.Status)
+		}
+		if resp.Epoch < atLeast {
+			return fmt.Errorf("node %s: list objects: node at epoch %d, not %d yet", id, resp.Epoch, atLeast)
 		}
 		l, err := proto.DecodeObjectList(b, req.Length)
 		if err != nil {

@@ -355,11 +355,12 @@ func (w walkSourceFunc) ask(ctx context.Context, source string, oid proto.Object
 }
 
 // answerPeer answers "X as of epoch e" from this node's copies (OpReadPeer,
-// and the node itself as a source): its current copy if the node is at e or
-// later, else its newest stale copy valid through e or later (answerData,
-// buf holds it, validThrough says until when); authoritative absence if it
-// was a target of X in e, had completed recovering e, and its stale copies
-// of e are not pruned; else unknown, which only ever means "no copy here".
+// and the node itself as a source), once the node has left e (so no more
+// writes of e can reach it): its current copy, else its newest stale copy
+// valid through e or later (answerData, buf holds it, validThrough says
+// until when); authoritative absence if it was a target of X in e, had
+// completed recovering e, and its stale copies of e are not pruned; else
+// unknown, which only ever means "no copy here, and none will come".
 func (r *recoverer) answerPeer(ctx context.Context, oid proto.ObjectID, e uint64, buf []byte) (a peerAnswer, validThrough uint64, err error) {
 	r.filesMu.RLock()
 	defer r.filesMu.RUnlock()
@@ -372,7 +373,14 @@ func (r *recoverer) answerPeer(ctx context.Context, oid proto.ObjectID, e uint64
 		// could conclude the object absent. Say nothing instead.
 		return answerUnreachable, 0, &proto.Error{Status: proto.StatusWrongEpoch, Reason: "node starting: recovery state not loaded yet"}
 	}
-	if e <= state.Epoch && r.st.Exists(oid) {
+	if state.Epoch <= e {
+		// The node has not left epoch e: it may still take writes of e
+		// that get acknowledged, so neither its copy nor "no copy here"
+		// is final yet. No answer: the peer asks again later.
+		return answerUnreachable, 0, &proto.Error{Status: proto.StatusWrongEpoch,
+			Reason: fmt.Sprintf("node at epoch %d has not left epoch %d yet", state.Epoch, e)}
+	}
+	if r.st.Exists(oid) {
 		if err := r.st.ReadAt(oid, buf, 0); err != nil {
 			return answerUnreachable, 0, fmt.Errorf("read object %v for a peer: %w", oid, err)
 		}
@@ -384,7 +392,7 @@ func (r *recoverer) answerPeer(ctx context.Context, oid proto.ObjectID, e uint64
 		}
 		return answerData, se, nil
 	}
-	if e > state.Epoch || !completedAt(state, e) || e < r.prunedBelow.Load() {
+	if !completedAt(state, e) || e < r.prunedBelow.Load() {
 		return answerUnknown, 0, nil
 	}
 	copies, err := r.vdis.copies(ctx, oid.VDI())
@@ -396,4 +404,17 @@ func (r *recoverer) answerPeer(ctx context.Context, oid proto.ObjectID, e uint64
 		return answerUnknown, 0, nil
 	}
 	return answerAbsent, 0, nil
+}
+
+// settledEpoch is the epoch the node has fully moved to (files moved,
+// requests of earlier epochs drained), 0 before its state is loaded: a
+// listing of its objects taken at settledEpoch >= e misses nothing a write
+// of an epoch before e could still add.
+func (r *recoverer) settledEpoch() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.loaded {
+		return 0
+	}
+	return r.state.Epoch
 }

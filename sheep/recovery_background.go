@@ -175,7 +175,7 @@ func (r *recoverer) listCandidates(ctx context.Context, v *epochView) (oids []pr
 			r.listLocal(add)
 			continue
 		}
-		if err := r.opts.Peers.listAll(ctx, id, add); err != nil {
+		if err := r.opts.Peers.listAll(ctx, id, v.Number, add); err != nil {
 			r.log.Debug().Err(err).Str("node", id).Msg("cannot list a node's objects")
 			unreachable[id] = true
 		}

@@ -323,16 +323,22 @@ func TestPeerAnswerBeforeStateLoaded(t *testing.T) {
 	if a == answerUnknown || a == answerAbsent || !errors.Is(err, proto.StatusWrongEpoch) {
 		t.Fatalf("answer before the state is loaded: %v, %v; want no answer (WrongEpoch)", a, err)
 	}
-	// Loaded (at epoch 2): the current copy is the answer.
+	// At epoch 2: its copy is the answer for epoch 1, and none yet for
+	// epoch 2, which the node has not left.
 	r.mu.Lock()
 	r.state, r.loaded = recoveryState{Epoch: 2}, true
 	r.mu.Unlock()
-	a, through, err := r.answerPeer(context.Background(), oid, 2, buf)
+	a, through, err := r.answerPeer(context.Background(), oid, 1, buf)
 	if a != answerData || through != 2 || err != nil || string(buf[:4]) != "data" {
-		t.Fatalf("answer at epoch 2: %v through %d, %v", a, through, err)
+		t.Fatalf("answer for epoch 1 at epoch 2: %v through %d, %v", a, through, err)
 	}
-	// Asked for an epoch the node never reached: no copy as of it.
-	if a, _, err = r.answerPeer(context.Background(), oid, 3, buf); a != answerUnknown || err != nil {
-		t.Fatalf("answer for epoch 3 at a node at 2: %v, %v; want unknown", a, err)
+	for _, e := range []uint64{2, 3} {
+		if a, _, err = r.answerPeer(context.Background(), oid, e, buf); a == answerUnknown || a == answerAbsent || !errors.Is(err, proto.StatusWrongEpoch) {
+			t.Fatalf("answer for epoch %d at a node at 2: %v, %v; want none yet", e, a, err)
+		}
+	}
+	// No copy, recovery of epoch 1 not completed: "no copy here".
+	if a, _, err = r.answerPeer(context.Background(), proto.NewObjectID(1, 1), 1, buf); a != answerUnknown || err != nil {
+		t.Fatalf("answer for a missing object: %v, %v; want unknown", a, err)
 	}
 }

@@ -158,6 +158,11 @@ func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp
 		return s.st.Flush()
 	case proto.OpListObjects:
 		s.list(r, resp, out)
+		if epochs != nil && r.Flags&proto.FlagAllCopies != 0 {
+			// A recovering peer trusts a listing only from a node that
+			// has settled in its epoch (see recoverer.settledEpoch).
+			out.Epoch = epochs.settledEpoch()
+		}
 	case proto.OpNodeInfo:
 		return s.nodeInfo(resp, out)
 	case proto.OpReadPeer:
