@@ -229,6 +229,9 @@ func (r *recoverer) ready(ctx, pctx context.Context, cur, prev *epochView, prevC
 		return nil // fast path: no lookups
 	}
 	copies, err := r.vdis.copies(ctx, oid.VDI())
+	if errors.Is(err, errUnknownVDI) && req.Op == proto.OpRemove {
+		return nil // garbage of a deleted VDI (ids are never reused): removing it is always safe
+	}
 	if err != nil {
 		return notReady("object %v: %v", oid, err)
 	}
