@@ -15,6 +15,7 @@ import (
 // of every epoch in (P, E], else (a gap) everything it holds becomes stale
 // and it recovers E from scratch. Data requests are refused until then.
 func (r *recoverer) start(ctx context.Context) error {
+	r.stop() // a failed start may have begun an epoch's recovery
 	state, err := r.opts.LoadState()
 	if err != nil {
 		return fmt.Errorf("load recovery state: %w", err)
@@ -203,13 +204,17 @@ func (r *recoverer) transition(ctx context.Context, next *epochView) error {
 	return nil
 }
 
-// restartPrev resumes the current epoch after a failed transition step, so
-// the node keeps serving while the transition is retried.
+// restartPrev goes back to prev after a failed transition step, so that
+// the transition is retried from there.
 func (r *recoverer) restartPrev(before, prev *epochView) {
+	// Not begun again: some objects may have moved already, and prev's
+	// recovery state (complete, say) no longer describes objects/. The
+	// node serves no data until the retried transition succeeds; peers
+	// are still answered (moved objects are stale copies of prev).
 	r.mu.Lock()
-	state := r.state
+	r.cur, r.prev = prev, before
+	r.opts.SetEpoch(prev.Number)
 	r.mu.Unlock()
-	r.begin(before, prev, state)
 }
 
 // supersedeFor makes objects/ hold what the node holds under next: all of
