@@ -123,16 +123,6 @@ func (t *topology) has(p *peer) bool {
 	return false
 }
 
-// minCopiesFor is the cluster's min-copies for a VDI of copies replicas:
-// Settings.MinCopiesFor where the cluster package has it, else copies
-// (every replica required, the behaviour before min-copies existed).
-func minCopiesFor(s cluster.Settings, copies int) int {
-	if m, ok := any(s).(interface{ MinCopiesFor(int) int }); ok {
-		return max(1, min(copies, m.MinCopiesFor(copies)))
-	}
-	return copies
-}
-
 var (
 	_ backend.AsyncBackend = (*Backend)(nil)
 	_ backend.Flusher      = (*Backend)(nil)
@@ -186,7 +176,7 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 			Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Second}),
 		minLog: opts.Logger.With().Str("vdi", vdi.Name).Logger().
 			Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second}),
-		minCopies: minCopiesFor(settings, vdi.Copies),
+		minCopies: settings.MinCopiesFor(vdi.Copies),
 		ready:     make(chan struct{}),
 		free:      make(chan *ioState, opts.MaxInFlight),
 		peers:     map[string]*peer{},

@@ -12,12 +12,14 @@ import (
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/cluster/local"
 	"github.com/sheepblk/sheepblk/placement"
+	"github.com/sheepblk/sheepblk/sheep/proto"
 )
 
-// These tests drive epoch changes by hand (cluster.Client.RemoveMember is
-// what the membership controller does once a dead node's grace is over),
-// so they test the client's side alone. The nodes only have to answer
-// with their epoch, which they follow from etcd.
+// The tests on a local cluster run real nodes: each runs the membership
+// controller (cluster.RunMembership) and applies epoch changes. Those on a
+// serviceCluster (bare sheep services, no controller) change the epoch by
+// hand, to put a node ahead of the client or the membership below
+// min-copies.
 
 // targets is the ids of the targets of object idx of vdi in epoch e.
 func targets(t *testing.T, e cluster.Epoch, vdi cluster.VDI, idx uint32) []string {
@@ -97,12 +99,25 @@ func waitEpoch(t *testing.T, b *sheepbackend.Backend, n uint64) {
 }
 
 // A write in flight while one of its targets dies keeps resending; once
-// the dead node leaves the membership (a new epoch), it is re-planned on
-// the new targets and completes, and every one of them holds it.
+// the nodes' membership controller removes the dead node (after its lease
+// and a short grace: a new epoch), the write is re-planned on the new
+// targets and completes, and every one of them holds it.
 func TestWriteInFlightCompletesAfterEpochChange(t *testing.T) {
-	c := startCluster(t, 4, 3)
+	c, err := local.Start(context.Background(), local.Options{
+		Dir: t.TempDir(), Nodes: 4, Copies: 3, NodeCapacity: 1 << 40, RegisterTTL: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	// A short grace for the controllers the nodes run (re-format before
+	// any VDI exists; the controller reads the grace at every decision).
+	if _, err := c.Client().Format(context.Background(), cluster.FormatOptions{Copies: 3, MemberGrace: time.Second, Force: true}); err != nil {
+		t.Fatal(err)
+	}
 	vdi := createVDI(t, c, "disk", 64<<20)
-	b := openOpts(t, c, sheepbackend.Options{VDI: "disk", CallTimeout: 500 * time.Millisecond, IOTimeout: 20 * time.Second})
+	b := openOpts(t, c, sheepbackend.Options{VDI: "disk", CallTimeout: 500 * time.Millisecond, IOTimeout: 30 * time.Second})
+	before := b.Epoch()
 	idx := objectOn(t, c, vdi, "node-1")
 	if err := c.KillNode(1); err != nil {
 		t.Fatal(err)
@@ -110,24 +125,24 @@ func TestWriteInFlightCompletesAfterEpochChange(t *testing.T) {
 	p := bytes.Repeat([]byte("epoch change "), 6000)[:64<<10]
 	const inObj = 8192
 	r, w := asyncReq(backend.OpWrite, int64(idx)*vdi.ObjectSize+inObj, p)
+	start := time.Now()
 	b.Submit(r)
 	select {
 	case <-w:
-		t.Fatalf("write acknowledged (result %d) with a target dead and no epoch change", r.Result)
-	case <-time.After(1500 * time.Millisecond): // several call timeouts: resending
+	case <-time.After(25 * time.Second):
+		t.Fatal("write not done 25s after its target died")
 	}
-	e, err := c.Client().RemoveMember(context.Background(), "node-1")
+	if r.Result != int32(len(p)) {
+		t.Fatalf("write result %d, want %d", r.Result, len(p))
+	}
+	e, err := c.Client().Epoch(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-w:
-	case <-time.After(10 * time.Second):
-		t.Fatal("write not done 10s after the epoch change")
+	if e.Has("node-1") || e.Number == before {
+		t.Fatalf("write done in epoch %d (members %v) without the dead node removed", e.Number, e.Members)
 	}
-	if r.Result != int32(len(p)) {
-		t.Fatalf("write result %d after the epoch change, want %d", r.Result, len(p))
-	}
+	t.Logf("write done %v after its target died, in epoch %d (was %d)", time.Since(start).Round(time.Millisecond), e.Number, before)
 	heldByTargets(t, c, e, vdi, idx, inObj, p)
 	q := make([]byte, len(p))
 	if _, err := b.ReadAt(q, int64(idx)*vdi.ObjectSize+inObj); err != nil || !bytes.Equal(p, q) {
@@ -217,33 +232,61 @@ func TestPausedNodeWritesSucceedOnResume(t *testing.T) {
 	}
 }
 
+// setEpoch makes every service check requests against epoch n, as nodes
+// that applied it do.
+func setEpoch(nodes map[string]*recordingNode, n uint64) {
+	for _, nd := range nodes {
+		nd.svc.SetEpoch(n)
+	}
+}
+
 // A node that moved to a newer epoch than the client's answers WrongEpoch
 // with it; the client waits for that epoch and re-plans the write on it.
 func TestWrongEpochFromNodeAheadReplans(t *testing.T) {
-	c := startCluster(t, 4, 3)
-	vdi := createVDI(t, c, "disk", 64<<20)
-	b := openOpts(t, c, sheepbackend.Options{VDI: "disk", CallTimeout: 500 * time.Millisecond, IOTimeout: 20 * time.Second})
-	e, err := c.Client().Epoch(context.Background())
+	cl, nodes := serviceCluster(t, 4, cluster.FormatOptions{Copies: 3})
+	ctx := context.Background()
+	vdi, err := cl.CreateVDI(ctx, cluster.CreateVDIOptions{Name: "d", Size: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx := objectOn(t, c, vdi, "node-0")
-	c.Node(0).SetEpoch(e.Number + 1) // node-0 saw the next epoch first
+	e, err := cl.Epoch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setEpoch(nodes, e.Number)
+	b, err := sheepbackend.Open(ctx, sheepbackend.Options{Cluster: cl, VDI: "d", CallTimeout: 500 * time.Millisecond, IOTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// An object on "a" and "d": "a" moves ahead first, "d" is removed.
+	var idx uint32
+	for ; ; idx++ {
+		ts := strings.Join(targets(t, e, vdi, idx), ",")
+		if strings.Contains(ts, "a") && strings.Contains(ts, "d") {
+			break
+		}
+	}
+	nodes["a"].svc.SetEpoch(e.Number + 1) // "a" saw the next epoch first
 	p := bytes.Repeat([]byte("ahead"), 2000)[:8192]
 	r, w := asyncReq(backend.OpWrite, int64(idx)*vdi.ObjectSize, p)
 	b.Submit(r)
 	select {
 	case <-w:
-		t.Fatalf("write done (result %d) before the epoch node-0 is at exists", r.Result)
+		t.Fatalf("write done (result %d) before the epoch node a is at exists", r.Result)
 	case <-time.After(time.Second):
 	}
-	next, err := c.Client().RemoveMember(context.Background(), "node-3")
+	for _, nd := range nodes {
+		nd.take()
+	}
+	next, err := cl.RemoveMember(ctx, "d")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if next.Number != e.Number+1 {
 		t.Fatalf("epoch %d after the removal, want %d", next.Number, e.Number+1)
 	}
+	setEpoch(nodes, next.Number)
 	select {
 	case <-w:
 	case <-time.After(10 * time.Second):
@@ -252,43 +295,87 @@ func TestWrongEpochFromNodeAheadReplans(t *testing.T) {
 	if r.Result != int32(len(p)) {
 		t.Fatalf("write result %d, want %d", r.Result, len(p))
 	}
-	heldByTargets(t, c, next, vdi, idx, 0, p)
+	// Re-planned: the write went, with the new epoch, to each new target
+	// (those that had acknowledged it in the old epoch too), not to "d".
+	oid := newOID(vdi.ID, idx)
+	got := make([]byte, len(p))
+	for _, id := range targets(t, next, vdi, idx) {
+		sent := false
+		for _, req := range nodes[id].take() {
+			if req.Op == proto.OpWrite && req.Object == oid {
+				if req.Epoch != next.Number {
+					t.Fatalf("node %s got the write with epoch %d after the change to %d", id, req.Epoch, next.Number)
+				}
+				sent = true
+			}
+		}
+		if !sent {
+			t.Fatalf("target %s of epoch %d never got the write in that epoch", id, next.Number)
+		}
+		if err := nodes[id].st.ReadAt(oid, got, 0); err != nil || !bytes.Equal(got, p) {
+			t.Fatalf("target %s does not hold the write: %v", id, err)
+		}
+	}
+	for _, req := range nodes["d"].take() {
+		if req.Object == oid {
+			t.Fatalf("the removed node d got %v after the epoch change", req.Op)
+		}
+	}
 }
 
-// Fewer targets than min-copies: a write fails at once with EIO and says
-// so; reads still work.
+// With a replica gone the cluster writes to the rest, as long as they are
+// at least min-copies; fewer fails a write at once with EIO and says so.
 func TestBelowMinCopiesFailsAtOnce(t *testing.T) {
-	c := startCluster(t, 3, 3)
-	createVDI(t, c, "disk", 64<<20)
-	b := openOpts(t, c, sheepbackend.Options{VDI: "disk", CallTimeout: time.Second, IOTimeout: 20 * time.Second})
-	p := bytes.Repeat([]byte{9}, 4096)
-	if _, err := b.WriteAt(p, 0); err != nil {
+	cl, nodes := serviceCluster(t, 3, cluster.FormatOptions{Copies: 3}) // min-copies: 2 of 3
+	ctx := context.Background()
+	if _, err := cl.CreateVDI(ctx, cluster.CreateVDIOptions{Name: "d", Size: 64 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	var last cluster.Epoch
-	for _, id := range []string{"node-1", "node-2"} {
-		e, err := c.Client().RemoveMember(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
+	b, err := sheepbackend.Open(ctx, sheepbackend.Options{Cluster: cl, VDI: "d", CallTimeout: time.Second, IOTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	p := bytes.Repeat([]byte{9}, 4096)
+	members := 3
+	for _, step := range []struct {
+		remove string
+		ok     bool
+	}{{"", true}, {"b", true}, {"c", false}} {
+		if step.remove != "" {
+			e, err := cl.RemoveMember(ctx, step.remove)
+			if err != nil {
+				t.Fatal(err)
+			}
+			setEpoch(nodes, e.Number)
+			waitEpoch(t, b, e.Number)
+			members--
 		}
-		last = e
-	}
-	waitEpoch(t, b, last.Number)
-	start := time.Now()
-	_, err := b.WriteAt(p, 4<<20)
-	if err == nil {
-		t.Fatal("write with 1 of 3 replicas succeeded")
-	}
-	if took := time.Since(start); took > 200*time.Millisecond {
-		t.Fatalf("write below min-copies failed after %v, not at once", took)
-	}
-	if !strings.Contains(err.Error(), "only 1 of 3 replicas") || !strings.Contains(err.Error(), "below min-copies") {
-		t.Fatalf("write below min-copies: %v", err)
+		start := time.Now()
+		_, err := b.WriteAt(p, 4<<20)
+		took := time.Since(start)
+		switch {
+		case step.ok && err != nil:
+			t.Fatalf("write with %d of 3 replicas (min-copies 2): %v", members, err)
+		case step.ok:
+			continue
+		case err == nil:
+			t.Fatal("write with 1 of 3 replicas (min-copies 2) succeeded")
+		case took > 200*time.Millisecond:
+			t.Fatalf("write below min-copies failed after %v, not at once", took)
+		case !strings.Contains(err.Error(), "only 1 of 3 replicas") || !strings.Contains(err.Error(), "below min-copies 2"):
+			t.Fatalf("write below min-copies: %v", err)
+		}
+		t.Log(err)
 	}
 	r, w := asyncReq(backend.OpWrite, 0, p)
 	b.Submit(r)
 	if <-w; r.Result != -5 {
 		t.Fatalf("async write below min-copies: result %d, want -EIO", r.Result)
+	}
+	q := make([]byte, len(p))
+	if _, err := b.ReadAt(q, 4<<20); err != nil || !bytes.Equal(p, q) {
+		t.Fatalf("read with 1 member: %v, equal %v", err, bytes.Equal(p, q))
 	}
 }
 

@@ -93,15 +93,40 @@ func purgeNode(ctx context.Context, n cluster.Node, opts PurgeOptions) (int, err
 	}
 	removed := 0
 	for _, oid := range ids {
-		if err := call(ctx, client, proto.Request{Op: proto.OpRemove, Object: oid}, opts.CallTimeout); err != nil {
-			if errors.Is(err, proto.StatusNotFound) {
-				continue // gone meanwhile
-			}
+		err := removeObject(ctx, opts.Cluster, client, oid, opts.CallTimeout)
+		if errors.Is(err, proto.StatusNotFound) {
+			continue // gone meanwhile
+		}
+		if err != nil {
 			return removed, fmt.Errorf("remove object %v: %w", oid, err)
 		}
 		removed++
 	}
 	return removed, nil
+}
+
+// removeObject removes oid from the node behind client. Remove is a data
+// op: it carries the cluster's epoch, and a node in another epoch refuses
+// it, so on StatusWrongEpoch the epoch is read again and the remove
+// retried (a few times: epochs change seldom).
+func removeObject(ctx context.Context, cl *cluster.Client, client *rpc.Client, oid proto.ObjectID, timeout time.Duration) error {
+	var err error
+	for attempt := range 5 {
+		var e cluster.Epoch
+		if e, err = cl.Epoch(ctx); err != nil {
+			return err
+		}
+		err = call(ctx, client, proto.Request{Op: proto.OpRemove, Object: oid, Epoch: e.Number}, timeout)
+		if !errors.Is(err, proto.StatusWrongEpoch) && !errors.Is(err, proto.StatusNotReady) {
+			return err
+		}
+		select { // the node is applying an epoch change
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 100 * time.Millisecond):
+		}
+	}
+	return err
 }
 
 // listPage lists object ids in [from, end), one page.

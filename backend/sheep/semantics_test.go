@@ -25,6 +25,7 @@ import (
 type recordingNode struct {
 	id  string
 	svc *sheep.Service
+	st  *store.Store
 	mu  sync.Mutex
 	log []proto.Request
 }
@@ -49,14 +50,22 @@ func (n *recordingNode) take() []proto.Request {
 
 // recordingCluster: etcd, 5 recording nodes, copies 2.
 func recordingCluster(t *testing.T) (*cluster.Client, map[string]*recordingNode) {
+	return serviceCluster(t, 5, cluster.FormatOptions{Copies: 2})
+}
+
+// serviceCluster: etcd formatted with format, and n bare sheep services
+// ("a", "b", ...) registered and joined by hand (an operator's `dog node
+// join`). No membership controller runs and the services check epochs
+// only once given one (SetEpoch), so a test changes epochs itself.
+func serviceCluster(t *testing.T, n int, format cluster.FormatOptions) (*cluster.Client, map[string]*recordingNode) {
 	url := clustertest.Embedded(t)
 	cl := clustertest.Client(t, url)
 	ctx := context.Background()
-	if _, err := cl.Format(ctx, cluster.FormatOptions{Copies: 2}); err != nil {
+	if _, err := cl.Format(ctx, format); err != nil {
 		t.Fatal(err)
 	}
 	nodes := map[string]*recordingNode{}
-	for i := range 5 {
+	for i := range n {
 		id := string(rune('a' + i))
 		st, err := store.Open(filepath.Join(t.TempDir(), id), store.Options{ObjectSize: cluster.DefaultObjectSize})
 		if err != nil {
@@ -65,7 +74,7 @@ func recordingCluster(t *testing.T) (*cluster.Client, map[string]*recordingNode)
 		t.Cleanup(func() { st.Close() })
 		svc := sheep.NewService(st, zerolog.Nop())
 		svc.SetIdentity(sheep.Identity{ID: id, Capacity: 1 << 40})
-		n := &recordingNode{id: id, svc: svc}
+		n := &recordingNode{id: id, svc: svc, st: st}
 		srv := rpc.NewServer(n, rpc.ServerOptions{MaxBody: 8<<20 + 64<<10})
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -78,6 +87,9 @@ func recordingCluster(t *testing.T) (*cluster.Client, map[string]*recordingNode)
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { reg.Close() })
+		if _, err := cl.Join(ctx, cluster.Member{ID: id, Capacity: 1 << 40}); err != nil {
+			t.Fatal(err)
+		}
 		nodes[id] = n
 	}
 	return cl, nodes
