@@ -12,6 +12,7 @@ import (
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/cluster/local"
 	"github.com/sheepblk/sheepblk/placement"
+	"github.com/sheepblk/sheepblk/rpc"
 	"github.com/sheepblk/sheepblk/sheep/proto"
 )
 
@@ -183,11 +184,23 @@ func TestWriteFailsAtIOTimeout(t *testing.T) {
 
 // A node that hangs (its peers see a SIGSTOP: nothing read, nothing
 // answered) for longer than the call timeout but shorter than the
-// io-timeout: the writes wait, and succeed once it resumes.
+// io-timeout: the writes wait, and succeed once it resumes. Once with the
+// connection kept through the hang (the rpc stall timeout is longer), once
+// with it closed as stalled and dialed again.
 func TestPausedNodeWritesSucceedOnResume(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stall time.Duration
+	}{{"connection kept", 0}, {"connection redialed", 500 * time.Millisecond}} {
+		t.Run(tc.name, func(t *testing.T) { testPausedNode(t, tc.stall) })
+	}
+}
+
+func testPausedNode(t *testing.T, stall time.Duration) {
 	c := startCluster(t, 3, 3)
 	vdi := createVDI(t, c, "disk", 64<<20)
-	b := openOpts(t, c, sheepbackend.Options{VDI: "disk", CallTimeout: 300 * time.Millisecond, IOTimeout: 15 * time.Second})
+	b := openOpts(t, c, sheepbackend.Options{VDI: "disk", CallTimeout: 300 * time.Millisecond, IOTimeout: 15 * time.Second,
+		RPC: rpc.ClientOptions{StallTimeout: stall}})
 	proxy := newProxy(t, c.NodeAddr(1))
 	ghost, err := c.Client().Register(context.Background(), cluster.Node{ID: "node-1", Addr: proxy.addr()}, cluster.RegisterOptions{Replace: true})
 	if err != nil {
@@ -229,6 +242,12 @@ func TestPausedNodeWritesSucceedOnResume(t *testing.T) {
 	}
 	for i := range n {
 		heldByTargets(t, c, e, vdi, uint32(i), 4096, bufs[i])
+	}
+	proxy.mu.Lock()
+	conns := len(proxy.conns) / 2 // each accepted connection and its dial
+	proxy.mu.Unlock()
+	if kept := stall == 0; kept && conns != 1 || !kept && conns < 2 {
+		t.Fatalf("the node was reached over %d connections (stall timeout %v)", conns, stall)
 	}
 }
 
