@@ -10,7 +10,9 @@
 //     a node frozen (kill -STOP) for 5 s, a node's link down for 5 s, a
 //     node killed (kill -9) and restarted: I/O stalls and continues with no
 //     error, and after each fault every acknowledged write reads back and
-//     every object's replicas are identical.
+//     every object's replicas are identical;
+//   - TestMembershipFaults (issue 6): epochs, automatic membership and online
+//     recovery through node deaths, joins, stale returns and partitions.
 //
 // The tests need root and iproute2's `ip`; they skip with the reason
 // otherwise. They remove every namespace and link they create, on failure
