@@ -178,32 +178,32 @@ func notReady(format string, args ...any) error {
 // object is not recovered yet (and cannot be now). On success the caller
 // must call release when the request is done: a transition waits for
 // admitted requests before it moves files.
-func (r *recoverer) admit(ctx context.Context, req *proto.Request) (release func(), err error) {
+func (r *recoverer) admit(ctx context.Context, req *proto.Request) error {
 	r.mu.Lock()
 	cur := r.cur
 	switch {
 	case cur == nil:
 		r.mu.Unlock()
-		return nil, notReady("node starting")
+		return notReady("node starting")
 	case req.Epoch != cur.Number:
 		r.mu.Unlock()
-		return nil, &proto.Error{Status: proto.StatusWrongEpoch, Reason: "request for epoch " + strconv.FormatUint(req.Epoch, 10) +
+		return &proto.Error{Status: proto.StatusWrongEpoch, Reason: "request for epoch " + strconv.FormatUint(req.Epoch, 10) +
 			", node at " + strconv.FormatUint(cur.Number, 10)}
 	case !r.serving:
 		r.mu.Unlock()
-		return nil, notReady("node not serving epoch %d (not a member, or changing epoch)", cur.Number)
+		return notReady("node not serving epoch %d (not a member, or changing epoch)", cur.Number)
 	case !r.opts.Live():
 		r.mu.Unlock()
-		return nil, notReady("node not registered in the cluster (lease lost)")
+		return notReady("node not registered in the cluster (lease lost)")
 	}
 	r.inflight++
 	prev, prevComplete, pctx := r.prev, r.state.PrevComplete, r.epochCtx
 	r.mu.Unlock()
 	if err := r.ready(ctx, pctx, cur, prev, prevComplete, req); err != nil {
 		r.release()
-		return nil, err
+		return err
 	}
-	return r.release, nil
+	return nil
 }
 
 func (r *recoverer) release() {

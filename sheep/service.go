@@ -126,11 +126,10 @@ func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp
 	epochs := s.epochs.Load()
 	if r.Op.IsDataOp() {
 		if epochs != nil {
-			release, err := epochs.admit(ctx, r)
-			if err != nil {
+			if err := epochs.admit(ctx, r); err != nil {
 				return err
 			}
-			defer release()
+			defer epochs.release()
 		} else if mine := out.Epoch; r.Epoch != 0 && mine != 0 && r.Epoch != mine {
 			return &proto.Error{Status: proto.StatusWrongEpoch, Reason: "request epoch differs from the node's"}
 		}
