@@ -124,6 +124,10 @@ func (r *Registration) Live() bool {
 // probes etcd for a leader.
 const quorumProbeEvery = 250 * time.Millisecond
 
+// quorumProbeTimeout bounds each probe call: a probe must end well within
+// the shortest TTL's margin.
+const quorumProbeTimeout = 300 * time.Millisecond
+
 // watchQuorum probes etcd's endpoints while the lease renewals are late,
 // to tell "etcd has no quorum" (stay Live) from "this node is cut off or
 // its lease is gone" (stop being Live).
@@ -144,8 +148,29 @@ func (r *Registration) watchQuorum(ctx context.Context) {
 		if !late {
 			continue
 		}
+		// At once: renew through whichever endpoint answers (the
+		// keep-alive stream may be stuck on a dead one), and ask every
+		// endpoint whether it has a leader.
+		r.mu.Lock()
+		lease := r.lease
+		r.mu.Unlock()
 		start := time.Now()
+		renewedTTL := make(chan int64, 1)
+		go func() {
+			kctx, cancel := context.WithTimeout(ctx, quorumProbeTimeout)
+			defer cancel()
+			resp, err := r.c.etcd.KeepAliveOnce(kctx, lease)
+			if err != nil {
+				renewedTTL <- 0
+				return
+			}
+			renewedTTL <- resp.TTL
+		}()
 		reachable, leader := r.c.probeLeader(ctx)
+		if t := <-renewedTTL; t > 0 {
+			r.renewed(t)
+			continue
+		}
 		r.mu.Lock()
 		switch {
 		case leader:
@@ -165,7 +190,7 @@ func (c *Client) probeLeader(ctx context.Context) (reachable int, leader bool) {
 	var wg sync.WaitGroup
 	for _, ep := range eps {
 		wg.Go(func() {
-			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			pctx, cancel := context.WithTimeout(ctx, quorumProbeTimeout)
 			defer cancel()
 			st, err := c.etcd.Status(pctx, ep)
 			if err != nil {

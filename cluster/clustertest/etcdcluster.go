@@ -170,3 +170,17 @@ func (c *EtcdCluster) Start(i int) {
 	}
 	m.stop = stop
 }
+
+// WaitQuorum waits until every running member serves reads again (after a
+// Stop of the leader, an election takes a second or two).
+func (c *EtcdCluster) WaitQuorum() {
+	c.t.Helper()
+	for i, m := range c.members {
+		if m.stop == nil {
+			continue
+		}
+		if err := WaitReady(m.clientURL(), 30*time.Second); err != nil {
+			c.t.Fatalf("etcd member %d: %v", i, err)
+		}
+	}
+}

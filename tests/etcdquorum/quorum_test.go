@@ -245,6 +245,7 @@ func testQuorum(t *testing.T, ec *clustertest.EtcdCluster) {
 
 	// 2 of 3 etcd members: the data path works and membership changes.
 	ec.Stop(0)
+	ec.WaitQuorum()
 	w.progressing(t, "2 of 3 etcd members", 3*time.Second)
 	h.startNode("n4")
 	h.waitEpoch("n0,n1,n2,n3,n4", true, 60*time.Second)
