@@ -25,7 +25,8 @@ type Options struct {
 	VDI string
 	// CallTimeout bounds every read, write and discard call to a node
 	// (default 5s): a read fails over to the next replica after it, a
-	// write is sent again.
+	// write is sent again. It must be well below IOTimeout, or a request
+	// gets no second try.
 	CallTimeout time.Duration
 	// IOTimeout bounds a whole request, retries included (default 30s,
 	// at least CallTimeout): a write resends to a target that does not
@@ -186,6 +187,10 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 	b.maxPieces = opts.MaxIOSize/int(vdi.ObjectSize) + 2
 	for range opts.MaxInFlight {
 		b.free <- b.newState()
+	}
+	if opts.CallTimeout*2 > opts.IOTimeout {
+		b.log.Warn().Dur("call_timeout", opts.CallTimeout).Dur("io_timeout", opts.IOTimeout).
+			Msg("the call timeout leaves no room for retries within the io-timeout: a request to a hung node fails instead of waiting for it or for the membership change")
 	}
 	b.ctx, b.stop = context.WithCancel(context.Background())
 	b.watchers.Add(2)
