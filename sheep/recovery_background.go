@@ -318,11 +318,12 @@ func (r *recoverer) markComplete(ctx context.Context, e uint64) {
 			return
 		case <-time.After(r.opts.RetryInterval):
 		}
-		// Re-report: a status overwritten (say by a run of this node
-		// that failed) must say complete before MarkComplete can succeed.
 		if lc, err := r.cl.LastComplete(ctx); err == nil {
 			r.raiseLastComplete(lc)
 		}
+		// Again: a report that failed (etcd unreachable) must say
+		// complete before MarkComplete can succeed.
+		r.report(ctx, true)
 	}
 }
 

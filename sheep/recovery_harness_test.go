@@ -206,6 +206,51 @@ func (tc *testCluster) write(e cluster.Epoch, i int, data []byte, off int) {
 	copy(m[off:], data)
 }
 
+// writeReplanned writes like a client of the cluster: at the current
+// epoch, to every target; any refusal or failure re-plans at the then
+// current epoch (a write is idempotent). It returns once one epoch's
+// targets all took it, and records it in the model.
+func (tc *testCluster) writeReplanned(i int, data []byte, off int) error {
+	oid := tc.oid(i)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		e, err := tc.cl.Epoch(context.Background())
+		if err != nil {
+			return err
+		}
+		ok := true
+		for _, id := range tc.targets(e, oid) {
+			tc.mu.Lock()
+			c := tc.clients[id]
+			tc.mu.Unlock()
+			if c == nil {
+				ok = false
+				break
+			}
+			req := proto.Request{Op: proto.OpWrite, Epoch: e.Number, Object: oid, Offset: uint64(off), Length: uint32(len(data))}
+			if _, _, err := c.do(req, data); err != nil {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			tc.mu.Lock()
+			m := tc.model[oid]
+			if m == nil {
+				m = make([]byte, tc.objectSize)
+				tc.model[oid] = m
+			}
+			copy(m[off:], data)
+			tc.mu.Unlock()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("write %v not acknowledged in 20s", oid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // retryNotReady retries op while the node says NotReady (still starting,
 // or pulling the object) or WrongEpoch (catching up with the epoch), for a
 // few seconds, as a client does.
