@@ -133,6 +133,8 @@ func (m *membership) try(ctx context.Context) (time.Duration, error) {
 			clientv3.OpGet(c.epochKey()),
 			clientv3.OpGet(c.nodesPrefix(), clientv3.WithPrefix()),
 			clientv3.OpGet(c.settingsKey()),
+			clientv3.OpGet(c.recoveryPrefix(), clientv3.WithPrefix()),
+			clientv3.OpGet(c.recoveryCompleteKey()),
 		).Commit()
 		if err != nil {
 			return 0, fmt.Errorf("read membership: %w", c.etcdErr(err))
@@ -160,7 +162,15 @@ func (m *membership) try(ctx context.Context) (time.Duration, error) {
 		}
 		next, changed := m.decide(&e, nodes, grace, time.Now())
 		if !changed {
-			if err := m.markComplete(ctx, e); err != nil {
+			statuses, err := c.decodeRecoveryStatuses(resp.Responses[3].GetResponseRange().Kvs)
+			if err != nil {
+				return 0, err
+			}
+			last, err := c.decodeLastComplete(resp.Responses[4].GetResponseRange().Kvs)
+			if err != nil {
+				return 0, err
+			}
+			if err := m.markComplete(ctx, e, statuses, last); err != nil {
 				return 0, err
 			}
 			return next, nil
@@ -240,13 +250,22 @@ func (m *membership) decide(e *Epoch, nodes []Node, grace time.Duration, now tim
 }
 
 // markComplete marks e recovery-complete if every member reports it done
-// and it is not marked yet.
-func (m *membership) markComplete(ctx context.Context, e Epoch) error {
-	if e.Number == 0 {
+// and it is not marked yet (MarkComplete checks again, in its txn).
+func (m *membership) markComplete(ctx context.Context, e Epoch, statuses map[string]RecoveryStatus, last uint64) error {
+	if e.Number == 0 || last >= e.Number {
 		return nil
 	}
+	for _, mem := range e.Members {
+		if !statuses[mem.ID].CompleteFor(e.Number) {
+			return nil
+		}
+	}
 	err := m.c.MarkComplete(ctx, e.Number)
-	if err == nil || errors.Is(err, ErrIncomplete) || errors.Is(err, ErrNotFound) {
+	if err == nil {
+		m.opts.Logger.Debug().Uint64("epoch", e.Number).Msg("every member recovered the epoch: marked recovery-complete")
+		return nil
+	}
+	if errors.Is(err, ErrIncomplete) || errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	return err
