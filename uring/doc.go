@@ -1,8 +1,13 @@
 // Package uring is the project's thin io_uring layer on golang.org/x/sys/unix:
-// ring setup (with SQE128 for URING_CMD payloads, and COOP_TASKRUN and
-// SINGLE_ISSUER where the kernel has them), submission and completion queue
-// access with the ordering the kernel's ABI requires, submit-and-wait, batch
-// reaping, and the IORING_OP_URING_CMD encoding that ublk speaks.
+// ring setup (with SQE128 for URING_CMD payloads, and COOP_TASKRUN,
+// SINGLE_ISSUER and DEFER_TASKRUN where the kernel has them), submission and
+// completion queue access with the ordering the kernel's ABI requires,
+// submit-and-wait, batch reaping, registered buffers and files (READ_FIXED,
+// WRITE_FIXED), and the IORING_OP_URING_CMD encoding that ublk speaks.
+//
+// With DEFER_TASKRUN the kernel posts completions only while the ring's
+// task waits in io_uring_enter with GETEVENTS (SubmitAndWait with waitNr >
+// 0), so a ring set up with it must be waited on, not only polled.
 //
 // A Ring is used by one goroutine at a time, normally one locked OS thread:
 // the ublk driver binds a queue's commands to the task that issued them, and

@@ -42,7 +42,7 @@ func TestPlanFromFlags(t *testing.T) {
 	o.long, o.reps, o.pairs = true, 4, []string{"file-ext4", "net"}
 	p, err = o.plan(flagsSet("reps"))
 	if err != nil || p.Reps != 4 || p.Runtime != 10*time.Second || p.RSSDuration != 10*time.Minute || len(p.Pairs) != 2 || p.Pairs[1].Name != "net" ||
-		len(p.Profiles) != 1 || p.Profiles[0].Device != "ublk-file-ext4" {
+		len(p.Profiles) != 2 || p.Profiles[0].Device != "ublk-file-ext4" || p.Profiles[1].Job != "read-128k-qd8" {
 		t.Errorf("long plan with flags = %+v, %v", p, err)
 	}
 

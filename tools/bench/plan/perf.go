@@ -17,12 +17,15 @@ type Profile struct {
 }
 
 // DefaultProfiles cover the slowest ublk paths the targets look at: the
-// bare request path (null at QD32), a synchronous backend at QD1 (mem),
-// and the file target at QD1.
+// bare request path (null at QD32, reads and writes: their ratios to
+// null_blk differed), a synchronous backend at QD1 (mem), and the file
+// target at QD1 and on 128k sequential reads.
 var DefaultProfiles = []Profile{
 	{Device: "ublk-null", Job: "randread-4k-qd32x2"},
+	{Device: "ublk-null", Job: "randwrite-4k-qd32x2"},
 	{Device: "ublk-mem", Job: "randread-4k-qd1"},
 	{Device: "ublk-file-ext4", Job: "randread-4k-qd1"},
+	{Device: "ublk-file-ext4", Job: "read-128k-qd8"},
 }
 
 // perfBinary is the host's perf. Debian's /usr/bin/perf is the real ELF

@@ -214,7 +214,7 @@ func TestStagePerf(t *testing.T) {
 		t.Errorf("staged perf does not run: %v: %s", err, out)
 	}
 	conf, _ := os.ReadFile(filepath.Join(dir, "bench.conf"))
-	if !strings.Contains(string(conf), `BENCH_PROFILES="ublk-null:randread-4k-qd32x2 ublk-mem:randread-4k-qd1`) {
+	if !strings.Contains(string(conf), `BENCH_PROFILES="ublk-null:randread-4k-qd32x2 ublk-null:randwrite-4k-qd32x2 ublk-mem:randread-4k-qd1`) {
 		t.Errorf("bench.conf lacks the profiles:\n%s", conf)
 	}
 }
