@@ -29,9 +29,11 @@ type Target struct {
 	FailRange string `json:"fail_range,omitempty"` // testing: "OFF:LEN", reads and writes there fail with EIO
 	VDI       string `json:"vdi,omitempty"`        // sheep: the VDI to serve
 	Etcd      string `json:"etcd,omitempty"`       // sheep: etcd endpoints, comma-separated
-	// IOTimeout bounds each read, write and discard a sheep node takes
-	// (a flush gets at least 60 s): past it a read fails over to another
-	// replica and a write fails with EIO. 0 means DefaultIOTimeout.
+	// IOTimeout bounds each read, write and discard of the sheep target,
+	// retries included: within it a read fails over between replicas and a
+	// write is resent to a replica that does not answer (and re-planned
+	// when the membership changes); past it the request fails with EIO.
+	// 0 means DefaultIOTimeout.
 	IOTimeout time.Duration `json:"io_timeout,omitempty"`
 	// Security is the sheep target's cluster secret file (mode 0600) and
 	// TLS files, as the nodes' --secret-file and --tls-* flags.
@@ -41,11 +43,21 @@ type Target struct {
 // TargetTypes are the types Open knows.
 var TargetTypes = []string{"null", "mem", "file", "sheep"}
 
-// DefaultIOTimeout is the sheep target's per-call deadline: the SCSI
+// DefaultIOTimeout is the sheep target's per-request deadline: the SCSI
 // layer's default command timeout. Far longer than a healthy node needs,
 // it leaves room for a node slowed down by memory pressure (its own
 // writeback) before a write is failed.
 const DefaultIOTimeout = 30 * time.Second
+
+// maxCallTimeout bounds one call to a node: a node that does not answer
+// within it gets the request again (or a read goes to another replica).
+const maxCallTimeout = 5 * time.Second
+
+// callTimeoutFor leaves room for at least three tries within the
+// request's deadline.
+func callTimeoutFor(ioTimeout time.Duration) time.Duration {
+	return min(maxCallTimeout, ioTimeout/3)
+}
 
 // EnvEtcd names the environment variable with the default etcd endpoints
 // of the sheep target (and of dog).
@@ -183,9 +195,10 @@ func openSheep(t *Target, o OpenOptions) (*sheepTarget, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd: %w", err)
 	}
+	ioTimeout := cmp.Or(t.IOTimeout, DefaultIOTimeout)
 	be, err := sheep.Open(context.Background(), sheep.Options{
 		Cluster: cli, VDI: t.VDI, MaxInFlight: o.InFlight, MaxIOSize: o.MaxIO, Logger: o.Logger, RPC: rpcOpts,
-		CallTimeout: cmp.Or(t.IOTimeout, DefaultIOTimeout),
+		IOTimeout: ioTimeout, CallTimeout: callTimeoutFor(ioTimeout),
 	})
 	if err != nil {
 		cli.Close()

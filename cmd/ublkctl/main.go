@@ -92,7 +92,7 @@ func addCmd() *cobra.Command {
 	fl.StringVar(&f.target.VDI, "vdi", "", "sheep target: the VDI to serve")
 	fl.StringVar(&f.target.Etcd, "etcd", "", "sheep target: etcd endpoints, comma-separated (default $"+daemon.EnvEtcd+", else "+cluster.DefaultEndpoint+")")
 	f.target.Security.Register(fl, rpcflags.Client)
-	fl.DurationVar(&f.target.IOTimeout, "io-timeout", daemon.DefaultIOTimeout, "sheep target: deadline of each call to a node; past it a read fails over, a write fails with EIO")
+	fl.DurationVar(&f.target.IOTimeout, "io-timeout", daemon.DefaultIOTimeout, "sheep target: deadline of each request, retries included (reads fail over, writes are resent); past it the request fails with EIO")
 	fl.StringVar(&f.target.File, "file", "", "file target: backing file or block device (created sparse at --size if missing)")
 	fl.StringVar(&f.size, "size", "", "device size, e.g. 8G (file target: defaults to the file's size)")
 	fl.IntVarP(&f.id, "number", "n", ublk.AnyID, "device id (default: the first free one)")
