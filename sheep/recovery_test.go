@@ -343,46 +343,56 @@ func TestPeerAnswerBeforeStateLoaded(t *testing.T) {
 	}
 }
 
-// A client keeps writing while a node joins and recovers: each write is
+// A client keeps writing while the membership changes: each write is
 // acknowledged only when every target of one epoch took it (re-planned on
 // WrongEpoch/NotReady, as the sheep backend does). Afterwards every
 // object is byte-identical to what was acknowledged, on exactly its
 // targets.
-func TestRecoveryWithWritesDuringJoin(t *testing.T) {
-	tc, rng := startThree(t, time.Second)
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	writes := 0
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+func TestRecoveryWithWritesDuringChange(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		change  func(tc *testCluster)
+		members []string
+	}{
+		{"join", func(tc *testCluster) { tc.start("n4", 8*recoveryObjectSize) }, []string{"n1", "n2", "n3", "n4"}},
+		{"remove", func(tc *testCluster) { tc.kill("n2") }, []string{"n1", "n3"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tc, rng := startThree(t, time.Second)
+			stop := make(chan struct{})
+			done := make(chan error, 1)
+			writes := 0
+			go func() {
+				defer close(done)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					i := rng.IntN(recoveryObjects)
+					off := rng.IntN(recoveryObjectSize/4096) * 4096
+					if err := tc.writeReplanned(i, randBytes(rng, 4096), off); err != nil {
+						done <- err
+						return
+					}
+					writes++
+				}
+			}()
+			time.Sleep(200 * time.Millisecond)
+			tt.change(tc)
+			e := tc.waitMembers(tt.members...)
+			time.Sleep(time.Second)
+			close(stop)
+			if err := <-done; err != nil {
+				t.Fatal(err)
 			}
-			i := rng.IntN(recoveryObjects)
-			off := rng.IntN(recoveryObjectSize/4096) * 4096
-			data := randBytes(rng, 4096)
-			if err := tc.writeReplanned(i, data, off); err != nil {
-				done <- err
-				return
+			tc.waitRecovered(e)
+			tc.verify(e, recoveryObjects)
+			for _, id := range memberIDs(e) {
+				tc.readAllVia(id, e, recoveryObjects)
 			}
-			writes++
-		}
-	}()
-	time.Sleep(200 * time.Millisecond)
-	tc.start("n4", 8*recoveryObjectSize)
-	e := tc.waitMembers("n1", "n2", "n3", "n4")
-	time.Sleep(time.Second)
-	close(stop)
-	if err := <-done; err != nil {
-		t.Fatal(err)
+			t.Logf("%d writes acknowledged across the change", writes)
+		})
 	}
-	tc.waitRecovered(e)
-	tc.verify(e, recoveryObjects)
-	for _, id := range memberIDs(e) {
-		tc.readAllVia(id, e, recoveryObjects)
-	}
-	t.Logf("%d writes acknowledged across the join", writes)
 }
