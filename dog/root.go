@@ -185,9 +185,9 @@ func NewCommand(stdio IO) *cobra.Command {
 	pf.DurationVar(&g.timeout, "timeout", 5*time.Second, "how long to wait for etcd or a node on each request")
 
 	root.AddCommand(
-		group("cluster", "Format the cluster, show its state, run a local one",
+		group("cluster", "Format the cluster, show its state and recovery, check its replicas, run a local one",
 			clusterFormatCmd(g), clusterInfoCmd(g), clusterCheckCmd(g), clusterStartLocalCmd(g)),
-		group("node", "Show the storage nodes, make a spare one a member", nodeListCmd(g), nodeJoinCmd(g), nodeRemoveCmd(g)),
+		group("node", "Show the storage nodes and their state; join or remove one at once", nodeListCmd(g), nodeJoinCmd(g), nodeRemoveCmd(g)),
 		group("vdi", "Manage virtual disk images", vdiCommands(g)...),
 	)
 	return root
