@@ -54,8 +54,8 @@ type Options struct {
 	// and its Logger is Logger.
 	RPC rpc.ServerOptions
 	// PeerRPC tunes the node's connections to other nodes (recovery): set
-	// its Secret/TLSConfig as the cluster's clients do. MaxBody is raised
-	// to fit a whole object.
+	// its TLSConfig as the cluster's clients do; its Secret defaults to
+	// RPC's. MaxBody is raised to fit a whole object.
 	PeerRPC rpc.ClientOptions
 	// RecoveryBandwidth bounds background recovery in bytes/s:
 	// DefaultRecoveryBandwidth if 0, unlimited if negative.
@@ -248,6 +248,11 @@ func (n *Node) start(listenAddr string) error {
 // NotReady until the start-up transition is done.
 func (n *Node) startEpochs(reg *cluster.Registration) {
 	peerOpts := n.opts.PeerRPC
+	if peerOpts.Secret == nil {
+		// The secret the node requires of its clients is the cluster's:
+		// its peers require the same.
+		peerOpts.Secret = n.opts.RPC.Secret
+	}
 	peerOpts.MaxBody = max(peerOpts.MaxBody, int(n.store.ObjectSize())+64<<10, rpc.DefaultMaxBody)
 	n.peers = newPeerSet(n.opts.Cluster, peerOpts, n.log)
 	dir := n.opts.Dir

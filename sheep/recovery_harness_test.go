@@ -14,6 +14,7 @@ import (
 
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/cluster/clustertest"
+	"github.com/sheepblk/sheepblk/rpc"
 	"github.com/sheepblk/sheepblk/sheep/proto"
 )
 
@@ -30,6 +31,8 @@ type testCluster struct {
 	// objectSize is the cluster's (recoveryObjectSize unless a test
 	// formats it otherwise).
 	objectSize int
+	// secret, if set, is required by the nodes of every client.
+	secret []byte
 
 	mu      sync.Mutex
 	nodes   map[string]*testNode
@@ -67,11 +70,13 @@ func (tc *testCluster) start(id string, bandwidth int64) *testNode {
 		tc.dirs[id] = dir
 	}
 	tc.mu.Unlock()
-	n := startNode(tc.t, Options{Dir: dir, ID: id, Cluster: tc.cl, RegisterTTL: 2 * time.Second,
+	n := startNode(tc.t, Options{Dir: dir, ID: id, Cluster: tc.cl, RegisterTTL: 2 * time.Second, RPC: rpc.ServerOptions{Secret: tc.secret},
 		RecoveryBandwidth: bandwidth, MemberGrace: tc.grace, RecoveryRetry: 200 * time.Millisecond, ObjectSize: uint32(tc.objectSize)})
+	rc := rpc.NewClient(n.addr, rpc.ClientOptions{MaxBody: testObjectSize + 64<<10, Secret: tc.secret})
+	tc.t.Cleanup(func() { rc.Close() })
+	c := &client{rc: rc}
 	tc.mu.Lock()
 	tc.nodes[id] = n
-	c := newClient(tc.t, n.addr)
 	tc.clients[id] = c
 	tc.mu.Unlock()
 	return n

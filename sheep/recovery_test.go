@@ -396,3 +396,20 @@ func TestRecoveryWithWritesDuringChange(t *testing.T) {
 		})
 	}
 }
+
+// Nodes that require the cluster secret of their clients reach each other
+// with it: recovery works in a secured cluster.
+func TestRecoveryWithClusterSecret(t *testing.T) {
+	tc := newTestCluster(t, 2, time.Second)
+	tc.secret = []byte("0123456789abcdef0123456789abcdef")
+	tc.start("n1", 0)
+	tc.start("n2", 0)
+	e := tc.waitMembers("n1", "n2")
+	tc.waitRecovered(e)
+	tc.createVDI(recoveryObjects)
+	tc.writeRandom(e, rand.New(rand.NewPCG(9, 10)), recoveryObjects)
+	tc.start("n3", 0)
+	e = tc.waitMembers("n1", "n2", "n3")
+	tc.waitRecovered(e)
+	tc.verify(e, recoveryObjects)
+}
