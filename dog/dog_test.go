@@ -279,3 +279,41 @@ func TestDogClusterCheck(t *testing.T) {
 		t.Fatalf("check during recovery: %q", r.stderr)
 	}
 }
+
+// TestDogClusterInfoWatch: --watch returns once the epoch is recovered,
+// not before.
+func TestDogClusterInfoWatch(t *testing.T) {
+	etcd := clustertest.Embedded(t)
+	dogRun(t, etcd, "cluster", "format", "--copies", "1").must(t, 0)
+	cl, err := cluster.Connect(cluster.Options{Endpoints: []string{etcd}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	if _, err := cl.Join(ctx, cluster.Member{ID: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan result, 1)
+	go func() { done <- dogRun(t, etcd, "cluster", "info", "--watch", "--json") }()
+	select {
+	case r := <-done:
+		t.Fatalf("--watch returned before recovery: %+v", r)
+	case <-time.After(time.Second):
+	}
+	if err := cl.SetRecoveryStatus(ctx, cluster.RecoveryStatus{Node: "a", Epoch: 1, Total: 1, Done: 1, Complete: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.MarkComplete(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		var ci dog.ClusterInfo
+		if err := json.Unmarshal([]byte(r.must(t, 0).stdout), &ci); err != nil || !ci.Recovered || ci.RecoveryComplete != 1 {
+			t.Fatalf("--watch printed %+v, %v", ci, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("--watch did not return after recovery")
+	}
+}

@@ -178,6 +178,41 @@ func TestCheckAndRepair(t *testing.T) {
 	}
 }
 
+// TestCheckUnreachableReplica: a dead target (still a member, within the
+// grace) makes its objects' replicas unreadable: reported, not repairable.
+func TestCheckUnreachableReplica(t *testing.T) {
+	lc := startCluster(t)
+	cl := lc.Client()
+	ctx := context.Background()
+	v, err := cl.CreateVDI(ctx, cluster.CreateVDIOptions{Name: "v", Size: 4 * objSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(t, cl, "v", v.Size)
+	if err := lc.KillNode(1); err != nil {
+		t.Fatal(err)
+	}
+	res, err := check.Run(ctx, check.Options{Cluster: cl, Repair: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodeProblems, unreadable int
+	for _, p := range res.Problems {
+		switch {
+		case p.Kind == "node" && strings.Contains(p.Message, "node-1"):
+			nodeProblems++
+		case p.Kind == "unreadable" && strings.Contains(p.Message, "2 of 3 replicas readable") && strings.Contains(p.Message, "node-1") &&
+			strings.Contains(p.RepairError, "cannot be written"):
+			unreadable++
+		default:
+			t.Errorf("unexpected problem %+v", p)
+		}
+	}
+	if nodeProblems != 1 || unreadable != 4 || res.Repaired != 0 || res.Unrepaired() != 5 {
+		t.Fatalf("with node-1 dead: %+v", res)
+	}
+}
+
 func find(res check.Result, oid proto.ObjectID) *check.Problem {
 	for i := range res.Problems {
 		if res.Problems[i].Object == uint64(oid) {
