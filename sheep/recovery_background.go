@@ -21,23 +21,34 @@ const reportEvery = time.Second
 // recoveryWorkers is how many objects background recovery pulls at once.
 const recoveryWorkers = 4
 
+// waitingLogEvery rate-limits the warning that recovery is stuck.
+const waitingLogEvery = 30 * time.Second
+
+// maxWaiting bounds the reason a recovery is stuck, as reported.
+const maxWaiting = 400
+
 // background recovers every object the node holds under v that it does not
 // have yet, then marks v complete. It is restartable: a pass recomputes
 // what is missing (presence means done), so a node that restarts resumes.
 func (r *recoverer) background(ctx context.Context, v *epochView) {
 	if !r.complete.Load() {
 		started := time.Now()
-		for {
-			done, err := r.recoverPass(ctx, v)
+		var warned time.Time
+		for pass := 0; ; pass++ {
+			done, err := r.recoverPass(ctx, v, pass == 0)
 			if ctx.Err() != nil {
 				return
 			}
 			if err != nil {
-				r.log.Warn().Err(err).Uint64("epoch", v.Number).Msg("recovery pass failed; retrying")
 				r.setWaiting(err.Error())
 			}
 			if done {
 				break
+			}
+			if p := r.Progress(); p.Waiting != "" && time.Since(warned) >= waitingLogEvery {
+				warned = time.Now()
+				r.log.Warn().Uint64("epoch", v.Number).Int64("done", p.Done).Int64("total", p.Total).Str("waiting", p.Waiting).
+					Msg("recovery stuck; retrying")
 			}
 			r.report(ctx, false)
 			select {
@@ -59,16 +70,20 @@ func (r *recoverer) background(ctx context.Context, v *epochView) {
 	r.markComplete(ctx, v.Number)
 }
 
-// setWaiting records why recovery is stuck.
+// setWaiting records why recovery is stuck (cut to maxWaiting bytes: it
+// goes to etcd).
 func (r *recoverer) setWaiting(why string) {
+	if len(why) > maxWaiting {
+		why = why[:maxWaiting] + "..."
+	}
 	r.mu.Lock()
 	r.progress.Waiting = why
 	r.mu.Unlock()
 }
 
 // recoverPass lists what the node must hold under v and pulls what it
-// lacks. done: the listing was complete and nothing is left.
-func (r *recoverer) recoverPass(ctx context.Context, v *epochView) (done bool, err error) {
+// lacks (first: the epoch's first pass, which is logged). done: the listing was complete and nothing is left.
+func (r *recoverer) recoverPass(ctx context.Context, v *epochView, first bool) (done bool, err error) {
 	if lc, err := r.cl.LastComplete(ctx); err == nil {
 		r.raiseLastComplete(lc)
 	}
@@ -78,9 +93,12 @@ func (r *recoverer) recoverPass(ctx context.Context, v *epochView) (done bool, e
 	}
 	r.mu.Lock()
 	r.progress.Total = r.progress.Done + int64(len(oids))
-	r.progress.Waiting = waiting
 	prev, prevComplete := r.prev, r.state.PrevComplete
 	r.mu.Unlock()
+	r.setWaiting(waiting)
+	if first {
+		r.log.Info().Uint64("epoch", v.Number).Int("objects", len(oids)).Msg("recovering the objects this node holds now")
+	}
 	var (
 		blockedMu sync.Mutex
 		blocked   []string
