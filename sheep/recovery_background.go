@@ -33,7 +33,7 @@ const maxWaiting = 400
 func (r *recoverer) background(ctx context.Context, v *epochView) {
 	if !r.complete.Load() {
 		started := time.Now()
-		var warned time.Time
+		warned := time.Now() // a recovery stuck for a while is worth a warning, not one waiting for peers to settle
 		for pass := 0; ; pass++ {
 			done, err := r.recoverPass(ctx, v, pass == 0)
 			if ctx.Err() != nil {
@@ -60,9 +60,7 @@ func (r *recoverer) background(ctx context.Context, v *epochView) {
 		if !r.finish(ctx, v) {
 			return
 		}
-		r.mu.Lock()
-		p := r.progress
-		r.mu.Unlock()
+		p := r.Progress()
 		r.log.Info().Uint64("epoch", v.Number).Int64("objects", p.Done).Int64("bytes", p.Bytes).
 			Dur("took", time.Since(started)).Msg("recovery complete on this node")
 	}
@@ -220,8 +218,8 @@ func (r *recoverer) listCandidates(ctx context.Context, v *epochView) (oids []pr
 				}
 			}
 			if down >= ev.copiesOf(minCopies) {
-				waiting = fmt.Sprintf("cannot list objects of epoch %d: nodes %s unreachable", ev.Number,
-					strings.Join(slices.Sorted(mapsKeys(unreachable)), ", "))
+				waiting = fmt.Sprintf("cannot list objects of epoch %d: nodes %s unreachable or not at epoch %d yet", ev.Number,
+					strings.Join(slices.Sorted(mapsKeys(unreachable)), ", "), v.Number)
 				break
 			}
 		}

@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/cluster/clustertest"
@@ -70,7 +73,11 @@ func (tc *testCluster) start(id string, bandwidth int64) *testNode {
 		tc.dirs[id] = dir
 	}
 	tc.mu.Unlock()
-	n := startNode(tc.t, Options{Dir: dir, ID: id, Cluster: tc.cl, RegisterTTL: 2 * time.Second, RPC: rpc.ServerOptions{Secret: tc.secret},
+	log := zerolog.Nop()
+	if os.Getenv("SHEEP_TEST_LOG") != "" { // debugging: the nodes' logs on stderr
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).With().Timestamp().Str("n", id).Logger()
+	}
+	n := startNode(tc.t, Options{Dir: dir, ID: id, Cluster: tc.cl, RegisterTTL: 2 * time.Second, RPC: rpc.ServerOptions{Secret: tc.secret}, Logger: log,
 		RecoveryBandwidth: bandwidth, MemberGrace: tc.grace, RecoveryRetry: 200 * time.Millisecond, ObjectSize: uint32(tc.objectSize)})
 	rc := rpc.NewClient(n.addr, rpc.ClientOptions{MaxBody: testObjectSize + 64<<10, Secret: tc.secret})
 	tc.t.Cleanup(func() { rc.Close() })

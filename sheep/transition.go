@@ -84,8 +84,11 @@ func (r *recoverer) start(ctx context.Context) error {
 	}
 	// A gap: the node missed epochs it was not a member of, so what it
 	// holds may be outdated. Keep it only as stale copies valid through P.
-	r.log.Info().Uint64("node_epoch", state.Epoch).Uint64("epoch", e.Number).Bool("member", target.has(r.self)).
-		Msg("node missed epochs: its objects become stale copies; recovering from scratch")
+	msg := "node missed epochs: its objects become stale copies; recovering from scratch"
+	if state.Epoch == 0 {
+		msg = "node has no recovery state (new, or from before epochs): any objects become stale copies"
+	}
+	r.log.Info().Uint64("node_epoch", state.Epoch).Uint64("epoch", e.Number).Bool("member", target.has(r.self)).Msg(msg)
 	r.filesMu.Lock()
 	err = r.st.SupersedeAll(state.Epoch)
 	r.filesMu.Unlock()
