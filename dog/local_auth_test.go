@@ -46,7 +46,7 @@ func TestStartLocalWithSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, extra := range [][]string{nil, {"--secret-file", other}} {
-		args := append([]string{"vdi", "read", "img", "--timeout", "1s"}, extra...)
+		args := append([]string{"vdi", "read", "img", "--timeout", "1s", "--io-timeout", "2s"}, extra...)
 		if code, out, _ := dogIO(t, etcd, nil, args...); code != 1 || bytes.Equal(out, want) {
 			t.Fatalf("dog %s: exit %d with %d bytes out; want exit 1 and not the data", strings.Join(args, " "), code, len(out))
 		}

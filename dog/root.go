@@ -62,7 +62,9 @@ type globals struct {
 	prefix  string
 	json    bool
 	timeout time.Duration
-	io      IO
+	// ioTimeout bounds one VDI read or write, retries included.
+	ioTimeout time.Duration
+	io        IO
 	// security is --secret-file and the TLS flags of the commands that
 	// talk to the nodes.
 	security rpcflags.Security

@@ -74,7 +74,9 @@ func openVDI(cmd *cobra.Command, g *globals, name string) (*cluster.Client, *she
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := sheep.Open(cmd.Context(), sheep.Options{Cluster: cl, VDI: name, CallTimeout: g.timeout, MaxInFlight: ioDepth, RPC: rpcOpts})
+	b, err := sheep.Open(cmd.Context(), sheep.Options{
+		Cluster: cl, VDI: name, CallTimeout: g.timeout, IOTimeout: g.ioTimeout, MaxInFlight: ioDepth, RPC: rpcOpts,
+	})
 	if err != nil {
 		cl.Close()
 		return nil, nil, err
@@ -89,8 +91,15 @@ type chunk struct {
 	done chan error
 }
 
+// ioFlags adds --io-timeout to c, a command doing I/O on a VDI.
+func ioFlags(g *globals, c *cobra.Command) *cobra.Command {
+	c.Flags().DurationVar(&g.ioTimeout, "io-timeout", sheep.DefaultIOTimeout,
+		"how long one read or write may keep retrying (a node restarting, a membership change) before it fails")
+	return c
+}
+
 func vdiWriteCmd(g *globals) *cobra.Command {
-	return nodeFlags(g, &cobra.Command{
+	return ioFlags(g, nodeFlags(g, &cobra.Command{
 		Use:   "write NAME < IMAGE",
 		Short: "Write an image from stdin to the start of a VDI (then flush)",
 		Args:  args(1, "a NAME (the image comes on stdin)"),
@@ -120,7 +129,7 @@ func vdiWriteCmd(g *globals) *cobra.Command {
 			_, err = fmt.Fprintf(g.io.Stderr, "wrote %d bytes to vdi %s\n", n, args[0])
 			return err
 		}),
-	})
+	}))
 }
 
 // inputSize is the size of r if it is a regular file or knows its size.
@@ -198,7 +207,7 @@ func pipelineWrite(b *sheep.Backend, r io.Reader, bar io.Writer) (int64, error) 
 }
 
 func vdiReadCmd(g *globals) *cobra.Command {
-	return nodeFlags(g, &cobra.Command{
+	return ioFlags(g, nodeFlags(g, &cobra.Command{
 		Use:   "read NAME > IMAGE",
 		Short: "Write a VDI's whole content to stdout",
 		Args:  args(1, "a NAME (the image goes to stdout)"),
@@ -218,7 +227,7 @@ func vdiReadCmd(g *globals) *cobra.Command {
 			}
 			return nil
 		}),
-	})
+	}))
 }
 
 // pipelineRead copies the whole VDI to w, in order, with ioDepth reads in
