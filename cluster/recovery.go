@@ -167,6 +167,10 @@ func (c *Client) WatchLastComplete(ctx context.Context) <-chan uint64 {
 	return out
 }
 
+// maxGuardedStatuses is the most member statuses MarkComplete's
+// transaction compares.
+const maxGuardedStatuses = 100
+
 // MarkComplete raises the recovery-complete epoch to e if every member of
 // epoch e reports it completed e; it never lowers it (nil if it is already
 // e or more). It fails with ErrIncomplete (naming the members still
@@ -224,7 +228,11 @@ func (c *Client) MarkComplete(ctx context.Context, e uint64) error {
 			lcRev = lcKVs[0].ModRevision
 		}
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(c.recoveryCompleteKey()), "=", lcRev)}
-		for _, m := range ep.Members {
+		// etcd bounds a transaction's operations (--max-txn-ops, 128 by
+		// default): beyond maxGuardedStatuses members, the rest are not
+		// guarded. Statuses only move forward, so a member read as having
+		// completed e did complete it.
+		for _, m := range ep.Members[:min(len(ep.Members), maxGuardedStatuses)] {
 			k := c.recoveryKey(m.ID)
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", revs[k]))
 		}
