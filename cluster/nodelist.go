@@ -17,7 +17,7 @@ type ListNodesOptions struct {
 
 // ListNodes lists every node the cluster knows, sorted by ID, with the
 // state an operator cares about: registered nodes as registered (up or
-// leaving) except non-members (NodeJoining) and members that have not
+// leaving) except up non-members (NodeJoining) and up members that have not
 // finished recovering the current epoch (NodeRecovering); members not
 // registered as NodeDown and, with opts.Gone, former members as NodeGone,
 // both with only their placement fields set.
@@ -57,7 +57,7 @@ func (c *Client) ListNodes(ctx context.Context, opts ListNodesOptions) ([]Node, 
 	for i, n := range live {
 		seen[n.ID] = true
 		switch {
-		case !e.Has(n.ID):
+		case !e.Has(n.ID) && n.State == NodeUp:
 			live[i].State = NodeJoining
 		case n.State == NodeUp && complete < e.Number && !statuses[n.ID].CompleteFor(e.Number):
 			live[i].State = NodeRecovering
