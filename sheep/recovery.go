@@ -244,7 +244,8 @@ func (r *recoverer) ready(ctx, pctx context.Context, cur, prev *epochView, prevC
 	if prevComplete && prev.isTarget(r.self, oid, copies) {
 		return nil // it would be here if it existed at the previous epoch
 	}
-	return r.pull(ctx, pctx, cur, oid, copies)
+	_, err = r.pull(ctx, pctx, cur, oid, copies)
+	return err
 }
 
 func (r *recoverer) isAbsent(oid proto.ObjectID) bool {
@@ -255,9 +256,10 @@ func (r *recoverer) isAbsent(oid proto.ObjectID) bool {
 }
 
 // pull recovers X for epoch cur, once however many requests (and the
-// background recovery) want it at the same time. ctx bounds the caller's
-// wait; the pull itself runs until it ends or cur does.
-func (r *recoverer) pull(ctx, pctx context.Context, cur *epochView, oid proto.ObjectID, copies int) error {
+// background recovery) want it at the same time, and says how many bytes
+// that copied. ctx bounds the caller's wait; the pull itself runs until it
+// ends or cur does.
+func (r *recoverer) pull(ctx, pctx context.Context, cur *epochView, oid proto.ObjectID, copies int) (int, error) {
 	key := strconv.FormatUint(cur.Number, 10) + "/" + strconv.FormatUint(uint64(oid), 16)
 	ch := r.flight.DoChan(key, func() (any, error) {
 		// Counted as in flight: a transition (which cancels pctx under
@@ -271,31 +273,31 @@ func (r *recoverer) pull(ctx, pctx context.Context, cur *epochView, oid proto.Ob
 		r.inflight++
 		r.mu.Unlock()
 		defer r.release()
-		return nil, r.recoverObject(pctx, cur, oid, copies)
+		return r.recoverObject(pctx, cur, oid, copies)
 	})
 	select {
 	case res := <-ch:
 		if res.Err != nil {
-			return notReady("object %v not recovered yet: %v", oid, res.Err)
+			return 0, notReady("object %v not recovered yet: %v", oid, res.Err)
 		}
-		return nil
+		return res.Val.(int), nil
 	case <-ctx.Done():
-		return notReady("object %v not recovered yet: %v", oid, ctx.Err())
+		return 0, notReady("object %v not recovered yet: %v", oid, ctx.Err())
 	}
 }
 
 // recoverObject walks back through the epochs for X and installs what it
-// finds, or records that X is absent at cur.
-func (r *recoverer) recoverObject(ctx context.Context, cur *epochView, oid proto.ObjectID, copies int) error {
+// finds (returning its size), or records that X is absent at cur.
+func (r *recoverer) recoverObject(ctx context.Context, cur *epochView, oid proto.ObjectID, copies int) (int, error) {
 	if r.st.Exists(oid) || r.isAbsent(oid) {
-		return nil
+		return 0, nil
 	}
 	buf := r.bufs.Get().([]byte)
 	defer r.bufs.Put(buf)
 	src := walkSourceFunc{r: r, copies: copies}
 	out, err := walkBack(ctx, oid, cur.Number, r.lastComplete.Load(), src, buf)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if !out.Found {
 		r.mu.Lock()
@@ -304,17 +306,17 @@ func (r *recoverer) recoverObject(ctx context.Context, cur *epochView, oid proto
 		}
 		r.mu.Unlock()
 		r.log.Debug().Stringer("object", oid).Uint64("epoch", cur.Number).Str("source", out.Source).Uint64("at", out.Epoch).Msg("object absent")
-		return nil
+		return 0, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	if err := r.st.Install(oid, buf); err != nil && !errors.Is(err, store.ErrExists) {
-		return fmt.Errorf("install object %v: %w", oid, err)
+		return 0, fmt.Errorf("install object %v: %w", oid, err)
 	}
 	r.bytes.Add(int64(len(buf)))
 	r.log.Debug().Stringer("object", oid).Uint64("epoch", cur.Number).Str("source", out.Source).Uint64("at", out.Epoch).Msg("object recovered")
-	return nil
+	return len(buf), nil
 }
 
 // walkSourceFunc adapts the recoverer to walkBack for one object.

@@ -114,8 +114,8 @@ func (r *recoverer) recoverPass(ctx context.Context, v *epochView, first bool) (
 				return nil // its VDI is gone meanwhile
 			}
 			if !(prevComplete && prev.isTarget(r.self, oid, copies)) {
-				before := r.bytes.Load()
-				if err := r.pull(ctx, ctx, v, oid, copies); err != nil {
+				n, err := r.pull(ctx, ctx, v, oid, copies)
+				if err != nil {
 					if ctx.Err() == nil {
 						blockedMu.Lock()
 						blocked = append(blocked, err.Error())
@@ -123,7 +123,7 @@ func (r *recoverer) recoverPass(ctx context.Context, v *epochView, first bool) (
 					}
 					return nil
 				}
-				if err := r.throttle(ctx, int(r.bytes.Load()-before)); err != nil {
+				if err := r.throttle(ctx, n); err != nil {
 					return nil
 				}
 			}
@@ -304,6 +304,7 @@ func (r *recoverer) report(ctx context.Context, force bool) {
 	}
 	r.lastReport = time.Now()
 	p := r.progress
+	p.Bytes = r.bytes.Load() // pulls on access too
 	r.mu.Unlock()
 	err := r.cl.SetRecoveryStatus(ctx, cluster.RecoveryStatus{Node: r.self, Epoch: p.Epoch, Total: p.Total, Done: p.Done,
 		Bytes: p.Bytes, Complete: p.Complete, Waiting: p.Waiting, Updated: time.Now().UTC()})

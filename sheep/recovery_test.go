@@ -54,6 +54,18 @@ func TestRecoveryNodeJoins(t *testing.T) {
 	}
 	tc.waitRecovered(e)
 	tc.verify(e, recoveryObjects)
+	statuses, err := tc.cl.RecoveryStatuses(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range memberIDs(e) {
+		if s := statuses[id]; !s.CompleteFor(e.Number) || s.Node != id || s.Waiting != "" || s.Done > s.Total {
+			t.Errorf("recovery status of %s: %+v; want complete for epoch %d", id, s, e.Number)
+		}
+	}
+	if s := statuses["n4"]; s.Bytes == 0 {
+		t.Errorf("n4 reports %d bytes recovered", s.Bytes)
+	}
 	waitForLong(t, "stale copies pruned", 10*time.Second, func() bool {
 		for _, id := range memberIDs(e) {
 			for i := range recoveryObjects {

@@ -273,6 +273,7 @@ func (r *recoverer) begin(prev, v *epochView, s recoveryState) {
 	r.complete.Store(s.Complete && member)
 	r.progress = RecoveryProgress{Epoch: v.Number, Member: member, Complete: s.Complete && member}
 	r.lastReport = time.Time{}
+	r.bytes.Store(0) // nothing of the previous epoch is pulling any more
 	r.serving = member
 	r.opts.SetEpoch(v.Number)
 	r.bgDone = nil
