@@ -6,4 +6,7 @@
 # fails it and prints the stuck tasks and their kernel stacks.
 #   make test-deadlock-unprotected (512 MiB, hung_task_timeout_secs 120)
 # lab-needs: ublkctl dog memhog
-UNPROTECTED=1 exec sh ./reclaim-deadlock.sh
+# One round by default: the experiment's question (does it hang, after how
+# long) is answered in the first, and a livelocked round takes up to
+# STEP_LIMIT_SECS.
+UNPROTECTED=1 ITERATIONS=${ITERATIONS:-1} exec sh ./reclaim-deadlock.sh

@@ -141,6 +141,18 @@ show_logs() {
 	done
 }
 
+# log_summary WHEN: how many warnings and errors the daemon and the nodes
+# have logged, and the most frequent messages: a write the sheep backend
+# had to resend shows here even in a round that passes.
+log_summary() {
+	for _f in $daemon_log "$WORK/cluster.log"; do
+		[ -f "$_f" ] || continue
+		grep -e '"level":"warn"' -e '"level":"error"' "$_f" >"$WORK/warnings"
+		_top=$(sed -n 's/.*"message":"\([^"]*\)".*/\1/p' "$WORK/warnings" | sort | uniq -c | sort -rn | head -3 | awk '{$1 = $1 "x"; print}' | tr '\n' ';')
+		say "$1: $(wc -l <"$WORK/warnings") warnings and errors in $_f so far${_top:+ (most frequent: $_top)}"
+	done
+}
+
 # thread_states PID LABEL: where each thread of PID waits (state, wchan)
 # and the kernel stack of those not idle in futex/epoll/nanosleep: what a
 # stall of the daemon or the nodes is made of.
@@ -346,6 +358,7 @@ while [ $round -le "$ITERATIONS" ]; do
 	say "ok: round $round: dd wrote ${dd_mib} MiB in $(secs $((w1 - w0))) s ($((dd_mib * 1000 / (w1 - w0 + 1))) MiB/s), sync took $(secs $((w2 - w1))) s"
 	check_noio "$daemon_pid" ublk-daemon
 	check_noio "$cluster_pid" sheep-nodes
+	log_summary "round $round"
 
 	umount $mnt &
 	watch $! "round $round: umount"
