@@ -117,9 +117,26 @@ func (p *peerSet) refresh(ctx context.Context) (registered map[string]string, er
 			m[n.ID] = n.Addr
 		}
 	}
+	live := make(map[string]bool, len(m))
+	for _, a := range m {
+		live[a] = true
+	}
+	var gone []*rpc.Client
 	p.mu.Lock()
 	p.addrs, p.loadedAt = m, time.Now()
+	// Addresses no node is registered at any more (a node restarted
+	// elsewhere, or left) are closed: a call still on one fails and counts
+	// as unreachable, which recovery retries.
+	for a, c := range p.clients {
+		if !live[a] {
+			gone = append(gone, c)
+			delete(p.clients, a)
+		}
+	}
 	p.mu.Unlock()
+	for _, c := range gone {
+		c.Close()
+	}
 	return m, nil
 }
 
