@@ -26,11 +26,7 @@ func newEpochView(e cluster.Epoch) (*epochView, error) {
 	if len(e.Members) == 0 {
 		return v, nil
 	}
-	nodes := make([]placement.Node, len(e.Members))
-	for i, m := range e.Members {
-		nodes[i] = placement.Node{ID: placement.NodeID(m.ID), Zone: m.Zone, Capacity: m.Capacity}
-	}
-	r, err := placement.New(nodes)
+	r, err := e.Ring() // the clients' ring: the same T(e, X)
 	if err != nil {
 		return nil, fmt.Errorf("epoch %d: %w", e.Number, err)
 	}
