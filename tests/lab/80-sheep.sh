@@ -32,11 +32,16 @@ say "ok: fio wrote 128 MiB at random through 3 replicas and verified it"
 ublk_del "$DEV_ID"
 
 # Every object is on all 3 nodes with the same bytes (copies=3, 3 nodes).
-n0=$(cd "$cluster_dir" && find . -path '*node0*' -type f -name '*' | grep -v -e format -e '\.id$' -e LOCK | sed 's|node0|nodeX|' | sort)
-say "node 0 holds $(echo "$n0" | grep -c .) files"
+# (The nodes' directories are node-0, node-1, node-2.)
+node_files() {
+	(cd "$cluster_dir/node-$1" && find . -type f | grep -v -e format -e node-id -e LOCK -e recovery-state | sort)
+}
+n0=$(node_files 0)
+objects=$(echo "$n0" | grep -c '^./objects/')
+say "node 0 holds $objects object files"
+[ "$objects" -gt 0 ] || fail "node 0 holds no object files: $(ls -R "$cluster_dir" | head -20)"
 for n in 1 2; do
-	nn=$(cd "$cluster_dir" && find . -path "*node$n*" -type f | grep -v -e format -e '\.id$' -e LOCK | sed "s|node$n|nodeX|" | sort)
-	[ "$n0" = "$nn" ] || fail "node $n holds a different set of files than node 0"
+	[ "$n0" = "$(node_files $n)" ] || fail "node $n holds a different set of files than node 0"
 done
 say "ok: all 3 nodes hold the same set of object files"
 stop_local_cluster

@@ -12,6 +12,8 @@ start_local_cluster "$SCRATCH/cluster"
 check "dog vdi create disk1 64M" $DOG vdi create disk1 64M
 ublk_add -t sheep --vdi disk1 -q 1 -d 16 --io-timeout 5s --secret-file "$CLUSTER_SECRET"
 pid=$(dev_field "$DEV_ID" pid)
+# A stopped cluster would not end on cleanup's SIGTERM.
+cleanup_extra() { [ -n "$CLUSTER_PID" ] && kill -CONT "$CLUSTER_PID" 2>/dev/null; return 0; }
 
 head -c 4194304 /dev/urandom >"$WORK/pattern"
 check "write 4 MiB of random data (O_DIRECT)" dd if="$WORK/pattern" of="$DEV" bs=1M oflag=direct conv=fsync
@@ -27,7 +29,7 @@ expect_eio() {
 		fail "$_what succeeded with the cluster down"
 	fi
 	_took=$(($(date +%s) - _t0))
-	grep -q "I/O error" "$WORK/eio.err" || fail "$_what failed, but not with EIO: $(cat "$WORK/eio.err")"
+	grep -q -e "Input/output error" -e "I/O error" "$WORK/eio.err" || fail "$_what failed, but not with EIO: $(cat "$WORK/eio.err")"
 	[ "$_took" -le "$_limit" ] || fail "$_what took ${_took}s to fail, more than ${_limit}s"
 	say "ok: $_what failed with EIO after ${_took}s"
 }
@@ -37,7 +39,7 @@ kill -STOP "$CLUSTER_PID"
 expect_eio "direct read with every node stopped" 30 dd if="$DEV" of=/dev/null bs=4k count=1 skip=2048 iflag=direct
 expect_eio "direct write with every node stopped" 30 dd if=/dev/zero of="$DEV" bs=4k count=1 seek=4096 oflag=direct
 check "the daemon is still running" kill -0 "$pid"
-check "ublkctl list still shows the device" test "$(dev_field "$DEV_ID" state)" = live
+check "ublkctl list still shows the device" test "$(dev_field "$DEV_ID" state)" = LIVE
 kill -CONT "$CLUSTER_PID"
 
 # The cluster is back: I/O works again and the data is intact. Retry the
