@@ -232,13 +232,19 @@ func (n *Node) start(listenAddr string) error {
 	if n.opts.Cluster == nil || n.registration != nil {
 		return nil
 	}
+	// Read before registering: a membership that already holds this id
+	// is a previous run's, not one the controller made for this run.
+	before, err := n.opts.Cluster.Epoch(n.ctx)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	reg, err := n.register(addr)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	n.registration = reg
 	n.log.Info().Str("node", n.id).Str("addr", addr).Str("etcd", n.opts.Cluster.Endpoints()).Msg("registered in cluster")
-	n.startEpochs(reg)
+	n.startEpochs(reg, before.Has(n.id))
 	return nil
 }
 
@@ -246,7 +252,7 @@ func (n *Node) start(listenAddr string) error {
 // start-up transition, then following the epoch, pruning stale copies and
 // the membership controller, until the node stops. Data requests get
 // NotReady until the start-up transition is done.
-func (n *Node) startEpochs(reg *cluster.Registration) {
+func (n *Node) startEpochs(reg *cluster.Registration, memberBefore bool) {
 	peerOpts := n.opts.PeerRPC
 	if peerOpts.Secret == nil {
 		// The secret the node requires of its clients is the cluster's:
@@ -257,17 +263,23 @@ func (n *Node) startEpochs(reg *cluster.Registration) {
 	n.peers = newPeerSet(n.opts.Cluster, peerOpts, n.log)
 	dir := n.opts.Dir
 	n.epochs = newRecoverer(recoveryOptions{
-		Self:          n.id,
-		Store:         n.store,
-		Cluster:       n.opts.Cluster,
-		LoadState:     func() (recoveryState, error) { return store.LoadRecoveryState(dir) },
-		SaveState:     func(s recoveryState) error { return store.SaveRecoveryState(dir, s) },
-		Peers:         n.peers,
-		Bandwidth:     n.opts.RecoveryBandwidth,
-		Live:          reg.Live,
-		SetEpoch:      n.service.SetEpoch,
-		Logger:        n.log,
-		RetryInterval: n.opts.RecoveryRetry,
+		Self:      n.id,
+		Store:     n.store,
+		Cluster:   n.opts.Cluster,
+		LoadState: func() (recoveryState, error) { return store.LoadRecoveryState(dir) },
+		SaveState: func(s recoveryState) error { return store.SaveRecoveryState(dir, s) },
+		StateMissing: func() bool {
+			_, err := os.Stat(filepath.Join(dir, store.RecoveryStateFile))
+			return errors.Is(err, os.ErrNotExist)
+		},
+		DistrustFile:         filepath.Join(dir, distrustFile),
+		MemberBeforeRegister: memberBefore,
+		Peers:                n.peers,
+		Bandwidth:            n.opts.RecoveryBandwidth,
+		Live:                 reg.Live,
+		SetEpoch:             n.service.SetEpoch,
+		Logger:               n.log,
+		RetryInterval:        n.opts.RecoveryRetry,
 	})
 	n.service.epochs.Store(n.epochs)
 	n.background.Add(1)
@@ -303,13 +315,18 @@ func (n *Node) startEpochs(reg *cluster.Registration) {
 
 // Recovery is the node's recovery progress (zero standalone).
 func (n *Node) Recovery() RecoveryProgress {
-	n.mu.Lock()
-	e := n.epochs
-	n.mu.Unlock()
-	if e == nil {
-		return RecoveryProgress{}
+	if e := n.recoverer(); e != nil {
+		return e.Progress()
 	}
-	return e.Progress()
+	return RecoveryProgress{}
+}
+
+// recoverer is the node's epochs and recovery (nil standalone or before
+// Serve registered the node).
+func (n *Node) recoverer() *recoverer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.epochs
 }
 
 // register adds the node to the cluster's node list. An entry of the same

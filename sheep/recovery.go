@@ -49,6 +49,7 @@ type recoveryCluster interface {
 	LastComplete(ctx context.Context) (uint64, error)
 	WatchLastComplete(ctx context.Context) <-chan uint64
 	MarkComplete(ctx context.Context, e uint64) error
+	RemoveMember(ctx context.Context, id string) (cluster.Epoch, error)
 	SetRecoveryStatus(ctx context.Context, s cluster.RecoveryStatus) error
 }
 
@@ -81,7 +82,16 @@ type recoveryOptions struct {
 	Cluster   recoveryCluster
 	LoadState func() (recoveryState, error)
 	SaveState func(recoveryState) error
-	Peers     *peerSet
+	// StateMissing reports that the node has no saved state at all (nil:
+	// never); see amnesia.go.
+	StateMissing func() bool
+	// MemberBeforeRegister: the node's id was a member of the epoch read
+	// before this run registered (so not added for this run).
+	MemberBeforeRegister bool
+	// DistrustFile is where the epoch below which the node cannot vouch
+	// for "no copy here" is kept ("": nowhere, tests).
+	DistrustFile string
+	Peers        *peerSet
 	// Bandwidth bounds background pulls in bytes/s; <0: unlimited.
 	Bandwidth int64
 	// Live reports whether the node's registration is live; nil: always.
@@ -132,7 +142,10 @@ type recoverer struct {
 	complete     atomic.Bool   // fast path: the node completed cur
 	lastComplete atomic.Uint64 // the cluster's recovery-complete epoch
 	prunedBelow  atomic.Uint64 // stale copies below this may be gone
-	bytes        atomic.Int64
+	// distrustBelow: below this epoch the node cannot vouch that having
+	// no copy means it took no write (it lost its state: see amnesia.go).
+	distrustBelow atomic.Uint64
+	bytes         atomic.Int64
 }
 
 func newRecoverer(opts recoveryOptions) *recoverer {
@@ -351,7 +364,7 @@ func (w walkSourceFunc) ask(ctx context.Context, source string, oid proto.Object
 	if source == w.r.self {
 		a, _, err := w.r.answerPeer(ctx, oid, e, buf)
 		if err != nil {
-			w.r.log.Warn().Err(err).Stringer("object", oid).Msg("reading own copy for recovery")
+			w.r.log.Debug().Err(err).Stringer("object", oid).Msg("no answer from own copies")
 			return answerUnreachable
 		}
 		return a
@@ -396,6 +409,10 @@ func (r *recoverer) answerPeer(ctx context.Context, oid proto.ObjectID, e uint64
 			return answerUnreachable, 0, fmt.Errorf("read stale copy of %v for a peer: %w", oid, err)
 		}
 		return answerData, se, nil
+	}
+	if e < r.distrustBelow.Load() {
+		return answerUnreachable, 0, &proto.Error{Status: proto.StatusWrongEpoch,
+			Reason: fmt.Sprintf("node lost its recovery state: it cannot say what it held at epoch %d", e)}
 	}
 	if !completedAt(state, e) || e < r.prunedBelow.Load() {
 		return answerUnknown, 0, nil

@@ -200,7 +200,9 @@ func (r *recoverer) listCandidates(ctx context.Context, v *epochView) (oids []pr
 	if err != nil {
 		return nil, "", err
 	}
-	if len(unreachable) > 0 && len(copiesByVDI) > 0 {
+	// Its own listing misses what a lost directory held.
+	selfDistrust := r.distrustBelow.Load()
+	if (len(unreachable) > 0 || selfDistrust > from) && len(copiesByVDI) > 0 {
 		minCopies := cluster.MaxCopies
 		for _, c := range copiesByVDI {
 			minCopies = min(minCopies, c)
@@ -213,7 +215,7 @@ func (r *recoverer) listCandidates(ctx context.Context, v *epochView) (oids []pr
 			}
 			down := 0
 			for _, m := range ev.Members {
-				if unreachable[m.ID] {
+				if unreachable[m.ID] || (m.ID == r.self && ev.Number < selfDistrust) {
 					down++
 				}
 			}

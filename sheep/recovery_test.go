@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/sheep/proto"
 	"github.com/sheepblk/sheepblk/sheep/store"
 )
@@ -424,4 +426,43 @@ func TestRecoveryWithClusterSecret(t *testing.T) {
 	e = tc.waitMembers("n1", "n2", "n3")
 	tc.waitRecovered(e)
 	tc.verify(e, recoveryObjects)
+}
+
+// A member whose directory was wiped comes back with its id and nothing
+// else, within the grace: it leaves the membership and rejoins (two new
+// epochs), so that it recovers from an epoch without it; it never vouches
+// for "no copy here" for the epochs its previous incarnation was a member
+// of (a recovering peer would skip the copies that one held).
+func TestRecoveryMemberWithWipedDirectory(t *testing.T) {
+	tc, _ := startThree(t, 5*time.Second)
+	old := tc.epoch()
+	tc.kill("n2")
+	if err := os.RemoveAll(tc.dirs["n2"]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(tc.dirs["n2"], 0o700); err != nil {
+		t.Fatal(err)
+	}
+	n2 := tc.start("n2", 0)
+	var e cluster.Epoch
+	waitForLong(t, "n2 to leave and rejoin", 20*time.Second, func() bool {
+		e = tc.epoch()
+		return e.Number >= old.Number+2 && slices.Equal(memberIDs(e), []string{"n1", "n2", "n3"})
+	})
+	waitForLong(t, "n2 to start", 10*time.Second, func() bool {
+		r := n2.recoverer()
+		return r != nil && r.distrustBelow.Load() != 0
+	})
+	if got := n2.recoverer().distrustBelow.Load(); got <= old.Number {
+		t.Fatalf("n2 distrusts epochs below %d, want above %d", got, old.Number)
+	}
+	buf := make([]byte, recoveryObjectSize)
+	a, _, err := n2.recoverer().answerPeer(context.Background(), proto.NewObjectID(tc.vdi.ID, 1000), old.Number, buf)
+	if a == answerUnknown || a == answerAbsent || !errors.Is(err, proto.StatusWrongEpoch) {
+		t.Fatalf("n2 asked about epoch %d after losing its directory: %v, %v; want no answer", old.Number, a, err)
+	}
+	e = tc.waitMembers("n1", "n2", "n3")
+	tc.waitRecovered(e)
+	tc.verify(e, recoveryObjects)
+	tc.readAllVia("n2", e, recoveryObjects)
 }

@@ -156,6 +156,9 @@ func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp
 	case proto.OpFlush:
 		return s.st.Flush()
 	case proto.OpListObjects:
+		if epochs != nil && r.Flags&proto.FlagAllCopies != 0 && !epochs.listingTrusted() {
+			return &proto.Error{Status: proto.StatusWrongEpoch, Reason: "node lost its directory: its listing misses what it held before; ask again once the cluster recovered"}
+		}
 		s.list(r, resp, out)
 		if epochs != nil && r.Flags&proto.FlagAllCopies != 0 {
 			// A recovering peer trusts a listing only from a node that

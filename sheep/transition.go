@@ -32,8 +32,14 @@ func (r *recoverer) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if e, err = r.leaveIfAmnesiac(ctx, e); err != nil {
+		return err
+	}
 	target, err := r.epochs.add(e)
 	if err != nil {
+		return err
+	}
+	if err := r.checkAmnesia(ctx, lc, e.Number); err != nil {
 		return err
 	}
 	if state.Epoch > e.Number {

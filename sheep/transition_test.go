@@ -109,6 +109,19 @@ func (f *fakeCluster) MarkComplete(_ context.Context, e uint64) error {
 	return nil
 }
 
+func (f *fakeCluster) RemoveMember(_ context.Context, id string) (cluster.Epoch, error) {
+	f.mu.Lock()
+	last := f.epochs[len(f.epochs)-1]
+	f.mu.Unlock()
+	var ids []string
+	for _, m := range last.Members {
+		if m.ID != id {
+			ids = append(ids, m.ID)
+		}
+	}
+	return f.add(ids...), nil
+}
+
 func (f *fakeCluster) SetRecoveryStatus(_ context.Context, s cluster.RecoveryStatus) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
