@@ -305,10 +305,17 @@ func (r *recoverer) recoverObject(ctx context.Context, cur *epochView, oid proto
 	if r.st.Exists(oid) || r.isAbsent(oid) {
 		return 0, nil
 	}
+	floor := r.lastComplete.Load()
+	if floor >= cur.Number {
+		// The cluster recovered this epoch or a later one without this
+		// node: nothing before it can be asked. The node is behind; it
+		// catches up by transitions.
+		return 0, fmt.Errorf("object %v: %w: the cluster recovered epoch %d, this node is at %d", oid, errBlocked, floor, cur.Number)
+	}
 	buf := r.bufs.Get().([]byte)
 	defer r.bufs.Put(buf)
 	src := walkSourceFunc{r: r, copies: copies}
-	out, err := walkBack(ctx, oid, cur.Number, r.lastComplete.Load(), src, buf)
+	out, err := walkBack(ctx, oid, cur.Number, floor, src, buf)
 	if err != nil {
 		return 0, err
 	}

@@ -168,6 +168,11 @@ func (r *recoverer) throttle(ctx context.Context, n int) error {
 // unreachable.
 func (r *recoverer) listCandidates(ctx context.Context, v *epochView) (oids []proto.ObjectID, waiting string, err error) {
 	from := max(r.lastComplete.Load(), 1)
+	if from > v.Number {
+		// Never "complete" an epoch the cluster has recovered past
+		// without this node (it would take objects as absent).
+		return nil, fmt.Sprintf("the cluster recovered epoch %d, this node is at %d: catching up", from, v.Number), nil
+	}
 	var views []*epochView
 	holders := map[string]bool{}
 	for e := from; e <= v.Number; e++ {
