@@ -257,6 +257,14 @@ func (r *recoverer) ready(ctx, pctx context.Context, cur, prev *epochView, prevC
 	if prevComplete && prev.isTarget(r.self, oid, copies) {
 		return nil // it would be here if it existed at the previous epoch
 	}
+	if req.Op == proto.OpRead {
+		// A read does not wait for a whole-object pull: the client reads
+		// another replica (one that held the object in the previous epoch
+		// is ready) and comes back later; the pull, started now, brings
+		// this copy up meanwhile. Writes must wait: they land on it.
+		r.startPull(pctx, cur, oid, copies)
+		return notReady("object %v not recovered on %s yet: pulling it now", oid, r.self)
+	}
 	_, err = r.pull(ctx, pctx, cur, oid, copies)
 	return err
 }
@@ -268,13 +276,12 @@ func (r *recoverer) isAbsent(oid proto.ObjectID) bool {
 	return ok
 }
 
-// pull recovers X for epoch cur, once however many requests (and the
-// background recovery) want it at the same time, and says how many bytes
-// that copied. ctx bounds the caller's wait; the pull itself runs until it
-// ends or cur does.
-func (r *recoverer) pull(ctx, pctx context.Context, cur *epochView, oid proto.ObjectID, copies int) (int, error) {
+// startPull starts recovering X for epoch cur unless that is under way,
+// and returns the channel its result arrives on (buffered: nobody has to
+// read it). The pull runs until it ends or cur does.
+func (r *recoverer) startPull(pctx context.Context, cur *epochView, oid proto.ObjectID, copies int) <-chan singleflight.Result {
 	key := strconv.FormatUint(cur.Number, 10) + "/" + strconv.FormatUint(uint64(oid), 16)
-	ch := r.flight.DoChan(key, func() (any, error) {
+	return r.flight.DoChan(key, func() (any, error) {
 		// Counted as in flight: a transition (which cancels pctx under
 		// mu, then waits for in-flight work) never moves files under an
 		// Install of the epoch it leaves.
@@ -288,6 +295,14 @@ func (r *recoverer) pull(ctx, pctx context.Context, cur *epochView, oid proto.Ob
 		defer r.release()
 		return r.recoverObject(pctx, cur, oid, copies)
 	})
+}
+
+// pull recovers X for epoch cur, once however many requests (and the
+// background recovery) want it at the same time, and says how many bytes
+// that copied. ctx bounds the caller's wait; the pull itself runs until it
+// ends or cur does.
+func (r *recoverer) pull(ctx, pctx context.Context, cur *epochView, oid proto.ObjectID, copies int) (int, error) {
+	ch := r.startPull(pctx, cur, oid, copies)
 	select {
 	case res := <-ch:
 		if res.Err != nil {

@@ -42,7 +42,7 @@ func BenchmarkRecoveryUnderLoad(b *testing.B) {
 		for _, bw := range []struct {
 			name string
 			bps  int64
-		}{{"throttled", 0}, {"unlimited", -1}} {
+		}{{"default-64MiBps", 0}, {"16MiBps", 16 << 20}, {"unlimited", -1}} {
 			b.Run(fmt.Sprintf("%dGiB/%s", size>>30, bw.name), func(b *testing.B) {
 				if testing.Short() {
 					b.Skip("writes gigabytes")
