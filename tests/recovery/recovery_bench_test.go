@@ -35,8 +35,9 @@ const (
 // and measure the time until the membership controller removes it (lease
 // TTL + grace: writes to its objects wait meanwhile), the time until the
 // cluster reports recovery complete, and the client's rate between the two
-// (while the survivors re-replicate its objects). Recovery is throttled by the node default
-// (sheep.DefaultRecoveryBandwidth) or unlimited.
+// (while the survivors re-replicate its objects). Recovery is throttled
+// per node by the default (sheep.DefaultRecoveryBandwidth), by 16 MiB/s,
+// or not at all.
 func BenchmarkRecoveryUnderLoad(b *testing.B) {
 	for _, size := range []int64{1 << 30, 4 << 30} {
 		for _, bw := range []struct {
