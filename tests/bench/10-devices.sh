@@ -22,6 +22,7 @@ while [ "$rep" -le "$BENCH_REPS" ]; do
 			continue
 		fi
 		say "rep $rep: $device on $DEV"
+		[ "$rep" -eq 1 ] && queue_limits "$device"
 		for job in $BENCH_JOBS; do
 			run_job "$device" "$job" "$rep" || failed=$((failed + 1))
 		done

@@ -291,27 +291,44 @@ daemon_counters() {
 	echo "{\"ticks\":$_ticks,\"ctxt\":$_ctxt,\"uptime\":$_up}"
 }
 
+# block_counters: $DEV's request counters (/sys/block/DEV/stat: reads,
+# read merges, read sectors, writes, write merges, write sectors) as JSON.
+block_counters() {
+	awk '{printf "{\"ri\":%s,\"rm\":%s,\"rs\":%s,\"wi\":%s,\"wm\":%s,\"ws\":%s}", $1, $2, $3, $5, $6, $7}' \
+		"/sys/block/${DEV#/dev/}/stat" 2>/dev/null || echo null
+}
+
+# queue_limits NAME: an info record with $DEV's queue limits, which decide
+# how the block layer merges and splits what fio sends.
+queue_limits() {
+	_q=/sys/block/${DEV#/dev/}/queue
+	[ -d "$_q" ] || return 0
+	info "queue_limits:$1" "max_sectors_kb=$(cat $_q/max_sectors_kb) max_segments=$(cat $_q/max_segments) max_segment_size=$(cat $_q/max_segment_size) nr_requests=$(cat $_q/nr_requests) write_cache=$(cat $_q/write_cache 2>/dev/null | tr ' ' _)"
+}
+
 # run_job DEVICE JOB REP: one fio run of jobs/JOB.fio on $DEV; prints its
 # @@bench:fio record (with the daemon's CPU and context switches over the
-# run, for ublk devices).
+# run, for ublk devices, and the device's request counters).
 run_job() {
 	rm -f "$WORK/fio.json"
 	_pid=
 	[ -n "$UBLK_ID" ] && _pid=$(ublk_pid)
 	_before=$(daemon_counters "$_pid")
+	_blk0=$(block_counters)
 	if ! BENCH_DEV=$DEV BENCH_SIZE=$SIZE $FIO --output-format=json --output="$WORK/fio.json" "jobs/$2.fio" >"$WORK/fio.err" 2>&1; then
 		error_record "$1" "$2" "$3" "fio exited non-zero: $(tail -n 2 "$WORK/fio.err" | tr '\n' ' ')"
 		return 1
 	fi
 	_after=$(daemon_counters "$_pid")
-	fio_record "$1" "$2" "$3" "$WORK/fio.json" "$_before" "$_after"
+	BLK0=$_blk0 BLK1=$(block_counters) fio_record "$1" "$2" "$3" "$WORK/fio.json" "$_before" "$_after"
 }
 
 # fio_record DEVICE JOB REP FIO-JSON [BEFORE AFTER]: the @@bench:fio line
 # of one fio run (IOPS, bandwidth, completion latency percentiles per
 # direction; the daemon's counters before and after, if given).
 fio_record() {
-	_rec=$($JQ -c --arg d "$1" --arg j "$2" --argjson r "$3" --argjson b "${5:-null}" --argjson a "${6:-null}" '
+	_rec=$($JQ -c --arg d "$1" --arg j "$2" --argjson r "$3" --argjson b "${5:-null}" --argjson a "${6:-null}" \
+		--argjson k0 "${BLK0:-null}" --argjson k1 "${BLK1:-null}" '
 		def side: {iops, bw_bytes, io_bytes, total_ios,
 			clat_mean_ns: .clat_ns.mean,
 			p50_ns: .clat_ns.percentile["50.000000"],
@@ -320,7 +337,10 @@ fio_record() {
 		.jobs[0] | {device:$d, job:$j, rep:$r, read: (.read|side), write: (.write|side),
 			usr_cpu, sys_cpu, error, runtime_ms: .job_runtime,
 			daemon: (if $b != null and $a != null then {cpu_ticks: ($a.ticks - $b.ticks),
-				ctxt_switches: ($a.ctxt - $b.ctxt), seconds: ($a.uptime - $b.uptime)} else null end)}' "$4" 2>"$WORK/jq.err") || {
+				ctxt_switches: ($a.ctxt - $b.ctxt), seconds: ($a.uptime - $b.uptime)} else null end),
+			blk: (if $k0 != null and $k1 != null then {read_ios: ($k1.ri - $k0.ri), read_merges: ($k1.rm - $k0.rm),
+				read_sectors: ($k1.rs - $k0.rs), write_ios: ($k1.wi - $k0.wi), write_merges: ($k1.wm - $k0.wm),
+				write_sectors: ($k1.ws - $k0.ws)} else null end)}' "$4" 2>"$WORK/jq.err") || {
 		error_record "$1" "$2" "$3" "fio output not understood: $(head -c 200 "$WORK/jq.err")"
 		return 1
 	}

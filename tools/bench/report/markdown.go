@@ -31,6 +31,8 @@ func (r *Report) Markdown(charts []string) string {
 	}
 	b.WriteString("## What the ublk daemon spent: CPU (1.00 = one vCPU busy) and context switches per I/O\n\n")
 	r.writeDaemon(&b)
+	b.WriteString("## Requests each device was handed: average size and merges (first repetition)\n\n")
+	r.writeRequests(&b)
 	b.WriteString("## The daemon's memory during a mixed run\n\n")
 	r.writeMemory(&b)
 	if has(charts, MemoryChart) && r.Summary.Memory != nil {

@@ -29,11 +29,14 @@ func sampleReport() *Report {
 	p := plan.Default()
 	p.Pairs = []plan.Pair{plan.Pairs[0], plan.Pairs[4]} // null, net
 	con := &results.Console{
-		Info: map[string]string{"kernel": "6.12.107", "cpus": "2", "mem_kb": "2020540", "fio": "fio-3.33"},
+		Info: map[string]string{"kernel": "6.12.107", "cpus": "2", "mem_kb": "2020540", "fio": "fio-3.33",
+			QueueLimitsKey + "null_blk": "max_sectors_kb=127 max_segments=128"},
 		Runs: []results.Run{
 			run("null_blk", "randread-4k-qd32x2", 1, 57700), run("null_blk", "randread-4k-qd32x2", 2, 56300),
 			withDaemon(run("ublk-null", "randread-4k-qd32x2", 1, 12000)), withDaemon(run("ublk-null", "randread-4k-qd32x2", 2, 11000)),
 			run("nbd", "randread-4k-qd32x2", 1, 3900),
+			{Device: "null_blk", Job: "read-128k-qd8", Rep: 1, Read: results.Side{IOPS: 6000},
+				Block: &results.BlockUse{ReadIOs: 200, ReadSectors: 25600}},
 		},
 		Skips:    []results.Skip{{Device: "ublk-sheep1", Reason: "ublkctl add has no sheep target yet"}},
 		Failures: []results.Failure{{Device: "nbd", Job: "randread-4k-qd1", Rep: 1, Message: "fio exited non-zero | boom"}},
@@ -66,6 +69,8 @@ func TestMarkdown(t *testing.T) {
 		"![daemon RSS over the run](memory.png)",
 		"| ublk null | — | 0.50 CPU, 1.20 sw/IO | — |",
 		"| ublk | Dispatch | 812 | 0 | 0 | 1.2 Mreq/s |",
+		"| null_blk (kernel) | — | — | — | — | r 64 KiB | — |", // 128k fio reads split in two by max_sectors_kb=127
+		"- null_blk (kernel): max_sectors_kb=127 max_segments=128",
 		"## Notes\n\nThe dispatch profile showed X.",
 	} {
 		if !strings.Contains(md, want) {
@@ -98,7 +103,7 @@ func TestWriteJSONRoundTrips(t *testing.T) {
 	if got, want := loaded.Markdown(nil), r.Markdown(nil); got != want {
 		t.Errorf("a loaded report renders differently:\n%s\n---\n%s", got, want)
 	}
-	if len(back.Runs) != 5 || back.Meta.Commit != "abc123" || back.Summary.Memory == nil || len(back.Summary.Verdicts) != 5 {
+	if len(back.Runs) != 6 || back.Runs[5].Block == nil || back.Meta.Commit != "abc123" || back.Summary.Memory == nil || len(back.Summary.Verdicts) != 5 {
 		t.Errorf("results.json lost data: %d runs, meta %+v, %d verdicts", len(back.Runs), back.Meta, len(back.Summary.Verdicts))
 	}
 }

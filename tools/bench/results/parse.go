@@ -42,6 +42,32 @@ type Run struct {
 	// Daemon is what the ublk daemon used over the run (nil for kernel
 	// drivers): the guest reads /proc before and after fio.
 	Daemon *DaemonUse `json:"daemon,omitempty"`
+	// Block is what the device's /sys/block/DEV/stat counted over the
+	// run: the requests the driver was handed, after merging and
+	// splitting (nil in logs from before it was recorded).
+	Block *BlockUse `json:"blk,omitempty"`
+}
+
+// BlockUse is the change of a block device's request counters over a run.
+type BlockUse struct {
+	ReadIOs      int64 `json:"read_ios"`
+	ReadMerges   int64 `json:"read_merges"`
+	ReadSectors  int64 `json:"read_sectors"`
+	WriteIOs     int64 `json:"write_ios"`
+	WriteMerges  int64 `json:"write_merges"`
+	WriteSectors int64 `json:"write_sectors"`
+}
+
+// AvgKiB is the average request size in KiB of reads and of writes (0
+// where there were none).
+func (b BlockUse) AvgKiB() (read, write float64) {
+	if b.ReadIOs > 0 {
+		read = float64(b.ReadSectors) / 2 / float64(b.ReadIOs)
+	}
+	if b.WriteIOs > 0 {
+		write = float64(b.WriteSectors) / 2 / float64(b.WriteIOs)
+	}
+	return read, write
 }
 
 // DaemonUse is a ublk daemon's CPU time (clock ticks of 10 ms) and

@@ -260,3 +260,15 @@ func TestDaemonUse(t *testing.T) {
 		t.Errorf("cell daemon CPU = %+v", cell.DaemonCPU)
 	}
 }
+
+func TestBlockUse(t *testing.T) {
+	line := `@@bench:fio {"device":"loop-ext4","job":"read-128k-qd8","rep":1,"read":{"iops":500},"write":{"iops":0},"blk":{"read_ios":100,"read_merges":3,"read_sectors":25600,"write_ios":0,"write_merges":0,"write_sectors":0}}`
+	c, err := Parse(strings.NewReader(line + "\n"))
+	if err != nil || len(c.Runs) != 1 || c.Runs[0].Block == nil {
+		t.Fatalf("parse: %v %+v", err, c.Runs)
+	}
+	rd, wr := c.Runs[0].Block.AvgKiB()
+	if rd != 128 || wr != 0 || c.Runs[0].Block.ReadMerges != 3 {
+		t.Errorf("average request = %v/%v KiB, merges %d; want 128/0, 3", rd, wr, c.Runs[0].Block.ReadMerges)
+	}
+}
