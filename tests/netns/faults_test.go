@@ -2,18 +2,15 @@ package netns_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,35 +50,16 @@ func TestNodeFaultsUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster in network namespaces")
 	}
-	tn := newTestNet(t, nodes)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-
-	bin := buildBinaries(t)
-	dir := t.TempDir()
-	startEtcd(t, filepath.Join(dir, "etcd"))
-	secretFile := filepath.Join(dir, "secret")
-	secret, err := rpc.CreateSecretFile(secretFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dog := func(stdout io.Writer, args ...string) error {
-		cmd := exec.CommandContext(ctx, filepath.Join(bin, "dog"), append([]string{"--etcd", etcdURL}, args...)...)
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("dog %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-		}
-		return nil
-	}
+	env := newClusterEnv(t, nodes, 10*time.Minute)
+	ctx, tn, secretFile, secret, dog := env.ctx, env.tn, env.secretFile, env.secret, env.dog
 	if err := dog(io.Discard, "cluster", "format", "--copies", strconv.Itoa(copies)); err != nil {
 		t.Fatal(err)
 	}
-	sheepBin := filepath.Join(bin, "sheep")
+	sheepBin := env.sheep()
 	dirs := make([]string, nodes)
 	procs := make([]*nodeProc, nodes)
 	for i := range nodes {
-		dirs[i] = filepath.Join(dir, fmt.Sprintf("node%d", i))
+		dirs[i] = filepath.Join(env.dir, fmt.Sprintf("node%d", i))
 		procs[i] = startNode(t, ctx, tn, i, sheepBin, dirs[i], secretFile)
 	}
 	waitNodesUp(t, dog, procs)

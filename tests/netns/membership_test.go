@@ -9,7 +9,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -47,27 +46,8 @@ func TestMembershipFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 5-node cluster in network namespaces")
 	}
-	tn := newTestNet(t, memberNodes)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-
-	bin := buildBinaries(t)
-	dir := t.TempDir()
-	startEtcd(t, filepath.Join(dir, "etcd"))
-	secretFile := filepath.Join(dir, "secret")
-	secret, err := rpc.CreateSecretFile(secretFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dog := func(stdout io.Writer, args ...string) error {
-		cmd := exec.CommandContext(ctx, filepath.Join(bin, "dog"), append([]string{"--etcd", etcdURL}, args...)...)
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("dog %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-		}
-		return nil
-	}
+	env := newClusterEnv(t, memberNodes, 10*time.Minute)
+	ctx, tn, secretFile, secret, dog := env.ctx, env.tn, env.secretFile, env.secret, env.dog
 	if err := dog(io.Discard, "cluster", "format", "--copies", fmt.Sprint(memberCopies),
 		"--min-copies", "2", "--member-grace", memberGrace); err != nil {
 		t.Fatal(err)
@@ -78,10 +58,10 @@ func TestMembershipFaults(t *testing.T) {
 	}
 	defer client.Close()
 
-	c := &memberCluster{t: t, ctx: ctx, tn: tn, client: client, sheep: filepath.Join(bin, "sheep"), secretFile: secretFile,
+	c := &memberCluster{t: t, ctx: ctx, tn: tn, client: client, sheep: env.sheep(), secretFile: secretFile,
 		dirs: make([]string, memberNodes), procs: make([]*nodeProc, memberNodes)}
 	for i := range memberNodes {
-		c.dirs[i] = filepath.Join(dir, fmt.Sprintf("node%d", i))
+		c.dirs[i] = filepath.Join(env.dir, fmt.Sprintf("node%d", i))
 	}
 	for i := range 4 {
 		c.start(i)

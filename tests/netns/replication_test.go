@@ -50,27 +50,8 @@ func TestReplicationAcrossNamespaces(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster in network namespaces")
 	}
-	tn := newTestNet(t, nodes)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-
-	bin := buildBinaries(t)
-	dir := t.TempDir()
-	startEtcd(t, filepath.Join(dir, "etcd"))
-	secretFile := filepath.Join(dir, "secret")
-	secret, err := rpc.CreateSecretFile(secretFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dog := func(stdout io.Writer, args ...string) error {
-		cmd := exec.CommandContext(ctx, filepath.Join(bin, "dog"), append([]string{"--etcd", etcdURL}, args...)...)
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("dog %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-		}
-		return nil
-	}
+	env := newClusterEnv(t, nodes, 3*time.Minute)
+	ctx, tn, secretFile, secret, dog := env.ctx, env.tn, env.secretFile, env.secret, env.dog
 	if err := dog(io.Discard, "cluster", "format", "--copies", fmt.Sprint(copies)); err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +60,8 @@ func TestReplicationAcrossNamespaces(t *testing.T) {
 	dirs := make([]string, nodes)
 	procs := make([]*nodeProc, nodes)
 	for i := range nodes {
-		dirs[i] = filepath.Join(dir, fmt.Sprintf("node%d", i))
-		procs[i] = startNode(t, ctx, tn, i, filepath.Join(bin, "sheep"), dirs[i], secretFile)
+		dirs[i] = filepath.Join(env.dir, fmt.Sprintf("node%d", i))
+		procs[i] = startNode(t, ctx, tn, i, env.sheep(), dirs[i], secretFile)
 	}
 	waitNodesUp(t, dog, procs)
 
