@@ -1,10 +1,8 @@
 package cluster_test
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,28 +10,11 @@ import (
 
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/cluster/clustertest"
+	"github.com/sheepblk/sheepblk/internal/testutil"
 )
 
-// logBuffer collects log output written from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // runMembership starts a controller until the test ends.
-func runMembership(t *testing.T, c *cluster.Client, grace time.Duration, log *logBuffer) {
+func runMembership(t *testing.T, c *cluster.Client, grace time.Duration, log *testutil.LogBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -84,7 +65,7 @@ func TestRunMembership(t *testing.T) {
 		}
 		defer c2.Close()
 		format(t, c, 2)
-		var log1, log2 logBuffer
+		var log1, log2 testutil.LogBuffer
 		const grace = 1500 * time.Millisecond
 		runMembership(t, c, grace, &log1)
 		runMembership(t, c2, grace, &log2)
@@ -169,7 +150,7 @@ func TestRunMembershipMarksComplete(t *testing.T) {
 	url := clustertest.Embedded(t)
 	ctx := context.Background()
 	c := clustertest.Client(t, url)
-	var log logBuffer
+	var log testutil.LogBuffer
 	runMembership(t, c, time.Second, &log)
 	register(t, c, "a")
 	register(t, c, "b")

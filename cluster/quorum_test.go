@@ -8,6 +8,7 @@ import (
 
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/cluster/clustertest"
+	"github.com/sheepblk/sheepblk/internal/testutil"
 )
 
 // etcdClusters runs f against a 3-member embedded etcd and a 3-member
@@ -36,7 +37,7 @@ func TestLiveAndMembershipWithoutQuorum(t *testing.T) {
 		ctx := context.Background()
 		c := connectAll(t, ec, "/q/")
 		format(t, c, 2)
-		var log logBuffer
+		var log testutil.LogBuffer
 		const grace = time.Second
 		runMembership(t, c, grace, &log)
 		regA := register(t, connectAll(t, ec, "/q/"), "a")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sheepblk/sheepblk/dog"
+	"github.com/sheepblk/sheepblk/internal/testutil"
 	"github.com/sheepblk/sheepblk/reclaim"
 )
 
@@ -37,7 +38,7 @@ func TestStartLocalAppliesReclaimProtections(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			var out, errb syncBuffer
+			var out, errb testutil.LogBuffer
 			exit := make(chan int, 1)
 			args := append([]string{"cluster", "start-local", "--json", "--dir", t.TempDir(),
 				"--etcd-port", "0", "--base-port", "0", "--log-level", "warn"}, tc.extra...)

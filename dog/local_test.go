@@ -8,30 +8,14 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sheepblk/sheepblk/dog"
+	"github.com/sheepblk/sheepblk/internal/testutil"
 )
 
-// syncBuffer is a bytes.Buffer safe to read while a command writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// testutil.LogBuffer is a bytes.Buffer safe to read while a command writes it.
 
 // startLocal runs `dog cluster start-local --json` (plus extra flags) in
 // the background and returns its etcd URL and a stop function that returns
@@ -39,7 +23,7 @@ func (s *syncBuffer) String() string {
 func startLocal(t *testing.T, dir string, extra ...string) (string, func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
+	var out, errb testutil.LogBuffer
 	exit := make(chan int, 1)
 	go func() {
 		exit <- dog.Execute(ctx, append([]string{"cluster", "start-local", "--json", "--dir", dir,

@@ -17,12 +17,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/sheepblk/sheepblk/internal/testutil"
 )
 
 var (
@@ -40,24 +41,6 @@ type countingHandler struct {
 func (h *countingHandler) ServeRPC(ctx context.Context, req *Request, resp *Response) error {
 	h.n.Add(1)
 	return h.checksumHandler.ServeRPC(ctx, req, resp)
-}
-
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // testPKI is a self-signed certificate for 127.0.0.1, as PEM files and as
@@ -164,7 +147,7 @@ func TestAuthRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			transports(t, func(t *testing.T, serverTLS, clientTLS *tls.Config) {
 				h := &countingHandler{}
-				var logBuf syncBuffer
+				var logBuf testutil.LogBuffer
 				ts := startServer(t, h, ServerOptions{Secret: tc.serverSec, TLSConfig: serverTLS,
 					HandshakeTimeout: 300 * time.Millisecond, Logger: zerolog.New(&logBuf)})
 				c := newTestClient(t, ts.addr, ClientOptions{Secret: tc.clientSec, TLSConfig: clientTLS,
@@ -297,7 +280,7 @@ func TestAuthMaxHandshakes(t *testing.T) {
 
 // Refusals are logged, but rate-limited.
 func TestAuthRefusalLogRateLimited(t *testing.T) {
-	var logBuf syncBuffer
+	var logBuf testutil.LogBuffer
 	ts := startServer(t, &countingHandler{}, ServerOptions{Secret: testSecret, Logger: zerolog.New(&logBuf)})
 	for range 4 * refusalLogBurst {
 		conn := dialRaw(t, ts.addr)

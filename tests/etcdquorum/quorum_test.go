@@ -21,6 +21,7 @@ import (
 	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/cluster/clustertest"
 	"github.com/sheepblk/sheepblk/dog/check"
+	"github.com/sheepblk/sheepblk/internal/testutil"
 	"github.com/sheepblk/sheepblk/sheep"
 )
 
@@ -31,30 +32,12 @@ const (
 	grace      = 2 * time.Second
 )
 
-// logBuffer collects the nodes' logs.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // harness is the sheep cluster over the etcd cluster.
 type harness struct {
 	t     *testing.T
 	etcd  *clustertest.EtcdCluster
 	admin *cluster.Client
-	log   logBuffer
+	log   testutil.LogBuffer
 	nodes map[string]*sheep.Node
 }
 
@@ -301,7 +284,7 @@ func testQuorum(t *testing.T, ec *clustertest.EtcdCluster) {
 	}
 }
 
-func waitLog(t *testing.T, log *logBuffer, want string, timeout time.Duration) {
+func waitLog(t *testing.T, log *testutil.LogBuffer, want string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !strings.Contains(log.String(), want) {
