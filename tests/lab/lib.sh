@@ -149,7 +149,10 @@ start_local_cluster() {
 	_i=0
 	# jq -e exits 0 on empty input, and dog prints nothing until etcd
 	# answers: test the captured output, and that every node is up.
-	until _nodes=$($DOG node list --json 2>/dev/null) && [ -n "$_nodes" ] &&
+	# With the secret (once start-local has written it) dog may ask each
+	# node for its usage; without it the nodes log a refused connection.
+	until _sec= && { [ ! -f "$CLUSTER_SECRET" ] || _sec="--secret-file $CLUSTER_SECRET"; } &&
+		_nodes=$($DOG node list --json $_sec 2>/dev/null) && [ -n "$_nodes" ] &&
 		echo "$_nodes" | $JQ -e 'length == 3 and all(.[]; .state == "up")' >/dev/null 2>&1; do
 		_i=$((_i + 1))
 		[ $_i -lt 900 ] || { cat "$WORK/cluster.log"; fail "the local cluster did not show 3 nodes up within 90 s"; }
