@@ -81,7 +81,8 @@ func (r *recoverer) leaveIfAmnesiac(ctx context.Context, e cluster.Epoch) (clust
 
 // checkAmnesia sets the node's distrust epoch at start: kept from an
 // earlier run, or, if the node has no recovery state although its id is
-// a member of an epoch in [lastComplete, current], the current epoch
+// a member of an epoch in [lastComplete, current] that was decided before
+// this run registered, the current epoch
 // (persisted before the node answers anyone).
 func (r *recoverer) checkAmnesia(ctx context.Context, lastComplete, current uint64) error {
 	distrust, err := loadDistrust(r.opts.DistrustFile)
@@ -90,7 +91,9 @@ func (r *recoverer) checkAmnesia(ctx context.Context, lastComplete, current uint
 	}
 	if r.opts.StateMissing != nil && r.opts.StateMissing() && distrust < current {
 		member := false
-		for n := max(lastComplete, 1); n <= current && !member; n++ {
+		// Only epochs this run had not registered for yet: a brand-new
+		// node the controller added since is not one that lost its disk.
+		for n := max(lastComplete, 1); n <= min(current, r.opts.EpochBeforeRegister) && !member; n++ {
 			v, err := r.epochs.at(ctx, n)
 			if err != nil {
 				return err

@@ -244,7 +244,7 @@ func (n *Node) start(listenAddr string) error {
 	}
 	n.registration = reg
 	n.log.Info().Str("node", n.id).Str("addr", addr).Str("etcd", n.opts.Cluster.Endpoints()).Msg("registered in cluster")
-	n.startEpochs(reg, before.Has(n.id))
+	n.startEpochs(reg, before)
 	return nil
 }
 
@@ -252,7 +252,7 @@ func (n *Node) start(listenAddr string) error {
 // start-up transition, then following the epoch, pruning stale copies and
 // the membership controller, until the node stops. Data requests get
 // NotReady until the start-up transition is done.
-func (n *Node) startEpochs(reg *cluster.Registration, memberBefore bool) {
+func (n *Node) startEpochs(reg *cluster.Registration, before cluster.Epoch) {
 	peerOpts := n.opts.PeerRPC
 	if peerOpts.Secret == nil {
 		// The secret the node requires of its clients is the cluster's:
@@ -273,7 +273,8 @@ func (n *Node) startEpochs(reg *cluster.Registration, memberBefore bool) {
 			return errors.Is(err, os.ErrNotExist)
 		},
 		DistrustFile:         filepath.Join(dir, distrustFile),
-		MemberBeforeRegister: memberBefore,
+		MemberBeforeRegister: before.Has(n.id),
+		EpochBeforeRegister:  before.Number,
 		Peers:                n.peers,
 		Bandwidth:            n.opts.RecoveryBandwidth,
 		Live:                 reg.Live,

@@ -88,6 +88,10 @@ type recoveryOptions struct {
 	// MemberBeforeRegister: the node's id was a member of the epoch read
 	// before this run registered (so not added for this run).
 	MemberBeforeRegister bool
+	// EpochBeforeRegister is the number of the epoch read just before the
+	// node registered: only membership up to it can be a previous run's
+	// (later epochs may be the controller adding this run).
+	EpochBeforeRegister uint64
 	// DistrustFile is where the epoch below which the node cannot vouch
 	// for "no copy here" is kept ("": nowhere, tests).
 	DistrustFile string

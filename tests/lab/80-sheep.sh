@@ -32,16 +32,20 @@ say "ok: fio wrote 128 MiB at random through 3 replicas and verified it"
 ublk_del "$DEV_ID"
 
 # Every object is on all 3 nodes with the same bytes (copies=3, 3 nodes).
-# (The nodes' directories are node-0, node-1, node-2.)
+# (The nodes' directories are node-0, node-1, node-2; their own state files
+# differ by design, the object files must not.)
 node_files() {
-	(cd "$cluster_dir/node-$1" && find . -type f | grep -v -e format -e node-id -e LOCK -e recovery-state | sort)
+	(cd "$cluster_dir/node-$1" && find . -type f | grep -e '^\./objects/' -e '^\./stale/' | sort)
 }
 n0=$(node_files 0)
 objects=$(echo "$n0" | grep -c '^./objects/')
 say "node 0 holds $objects object files"
 [ "$objects" -gt 0 ] || fail "node 0 holds no object files: $(ls -R "$cluster_dir" | head -20)"
 for n in 1 2; do
-	[ "$n0" = "$(node_files $n)" ] || fail "node $n holds a different set of files than node 0"
+	node_files $n >"$WORK/files.$n"
+	echo "$n0" >"$WORK/files.0"
+	cmp -s "$WORK/files.0" "$WORK/files.$n" ||
+		fail "node $n holds a different set of files than node 0: $(diff "$WORK/files.0" "$WORK/files.$n" | grep '^[-+]\.' | head -20 | tr '\n' ' ')"
 done
 say "ok: all 3 nodes hold the same set of object files"
 stop_local_cluster
