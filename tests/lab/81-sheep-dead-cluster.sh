@@ -12,11 +12,37 @@ start_local_cluster "$SCRATCH/cluster"
 check "dog vdi create disk1 64M" $DOG vdi create disk1 64M
 ublk_add -t sheep --vdi disk1 -q 1 -d 16 --io-timeout 5s --secret-file "$CLUSTER_SECRET"
 pid=$(dev_field "$DEV_ID" pid)
+check "the kernel sees 64 MiB" test "$($BLOCKDEV --getsize64 "$DEV")" -eq 67108864
 # A stopped cluster would not end on cleanup's SIGTERM.
 cleanup_extra() { [ -n "$CLUSTER_PID" ] && kill -CONT "$CLUSTER_PID" 2>/dev/null; return 0; }
 
 head -c 4194304 /dev/urandom >"$WORK/pattern"
 check "write 4 MiB of random data (O_DIRECT)" dd if="$WORK/pattern" of="$DEV" bs=1M oflag=direct conv=fsync
+
+# diagnose: what the daemon and the cluster were doing, for a failure.
+diagnose() {
+	echo "--- dd: $(cat "$WORK/eio.err" 2>/dev/null)"
+	echo "--- $DEV: $($BLOCKDEV --getsize64 "$DEV" 2>&1) bytes"
+	echo "--- cluster threads (state): $(cat /proc/"$CLUSTER_PID"/task/*/stat 2>/dev/null | awk '{print $3}' | sort | uniq -c | tr '\n' ' ')"
+	echo "--- daemon log (last 30 lines):"
+	tail -n 30 /run/ublkctl/ublkd-*.log 2>/dev/null
+	echo "--- cluster log (last 30 lines):"
+	tail -n 30 "$WORK/cluster.log" 2>/dev/null
+}
+
+# stop_cluster: SIGSTOP to the cluster process, then wait until every one
+# of its threads is stopped (state T): kill returns before the threads of
+# another CPU have taken the signal.
+stop_cluster() {
+	kill -STOP "$CLUSTER_PID" || fail "kill -STOP $CLUSTER_PID failed"
+	_i=0
+	while awk '$3 != "T" {found = 1} END {exit !found}' /proc/"$CLUSTER_PID"/task/*/stat; do
+		_i=$((_i + 1))
+		[ $_i -lt 100 ] || { diagnose; fail "the cluster's threads are not all stopped 10 s after SIGSTOP"; }
+		sleep 0.1
+	done
+	say "ok: all $(ls /proc/"$CLUSTER_PID"/task | wc -l) threads of the cluster are stopped"
+}
 
 # expect_eio WHAT LIMIT COMMAND...: the command fails with an I/O error
 # within LIMIT seconds.
@@ -26,6 +52,7 @@ expect_eio() {
 	shift 2
 	_t0=$(date +%s)
 	if "$@" 2>"$WORK/eio.err"; then
+		diagnose
 		fail "$_what succeeded with the cluster down"
 	fi
 	_took=$(($(date +%s) - _t0))
@@ -35,7 +62,7 @@ expect_eio() {
 }
 
 # Every node and etcd stopped (one process: dog cluster start-local).
-kill -STOP "$CLUSTER_PID"
+stop_cluster
 expect_eio "direct read with every node stopped" 30 dd if="$DEV" of=/dev/null bs=4k count=1 skip=2048 iflag=direct
 expect_eio "direct write with every node stopped" 30 dd if=/dev/zero of="$DEV" bs=4k count=1 seek=4096 oflag=direct
 check "the daemon is still running" kill -0 "$pid"
