@@ -12,12 +12,14 @@ import (
 const maxStartSector = math.MaxInt64 >> 9
 
 // requestFromDesc fills r from the kernel's descriptor d of a tag whose
-// I/O buffer is buf, for a device of devSize bytes. It returns false when
-// the descriptor must not reach a backend: an unknown operation, a range
-// outside the device, or a read or write larger than buf. The descriptor
-// is input like any other: an accepted request never reaches outside the
-// device or the tag's buffer.
-func requestFromDesc(d *uapi.IODesc, buf []byte, devSize int64, r *backend.Request) bool {
+// requests may carry up to maxLen bytes, for a device of devSize bytes.
+// buf is the tag's I/O buffer (at least maxLen bytes), or nil when the
+// data stays in the kernel's pages (zero copy): r.Buf is then nil too. It
+// returns false when the descriptor must not reach a backend: an unknown
+// operation, a range outside the device, or a read or write larger than
+// maxLen. The descriptor is input like any other: an accepted request
+// never reaches outside the device or the tag's buffer.
+func requestFromDesc(d *uapi.IODesc, buf []byte, maxLen int, devSize int64, r *backend.Request) bool {
 	r.FUA = d.Flags()&uapi.IOFFUA != 0
 	r.Buf = nil
 	switch d.Op() {
@@ -45,10 +47,12 @@ func requestFromDesc(d *uapi.IODesc, buf []byte, devSize int64, r *backend.Reque
 		return false
 	}
 	if r.Op == backend.OpRead || r.Op == backend.OpWrite {
-		if r.Length > len(buf) {
+		if r.Length > maxLen {
 			return false
 		}
-		r.Buf = buf[:r.Length]
+		if buf != nil {
+			r.Buf = buf[:r.Length]
+		}
 	}
 	return true
 }

@@ -99,7 +99,7 @@ func TestRequestFromDesc(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := backend.Request{Buf: buf} // stale state from a previous request
-			got := requestFromDesc(&tc.d, buf, devSize, &r)
+			got := requestFromDesc(&tc.d, buf, len(buf), devSize, &r)
 			if got != tc.ok || got != wantAccepted(&tc.d, len(buf), devSize) {
 				t.Fatalf("accepted = %v, want %v", got, tc.ok)
 			}
@@ -130,7 +130,7 @@ func FuzzRequestFromDesc(f *testing.F) {
 		tagBuf := buf[:int(maxIOSectors%2049)*512]
 		d := uapi.IODesc{OpFlags: opFlags, NrSectors: nrSectors, StartSector: startSector}
 		var r backend.Request
-		got := requestFromDesc(&d, tagBuf, devSize, &r)
+		got := requestFromDesc(&d, tagBuf, len(tagBuf), devSize, &r)
 		if want := wantAccepted(&d, len(tagBuf), devSize); got != want {
 			t.Fatalf("descriptor op %d sectors %d+%d, device %d, buffer %d: accepted = %v, want %v",
 				d.Op(), startSector, nrSectors, devSize, len(tagBuf), got, want)
@@ -139,4 +139,27 @@ func FuzzRequestFromDesc(f *testing.F) {
 			checkRequest(t, &d, tagBuf, devSize, &r)
 		}
 	})
+}
+
+// In zero-copy mode the tag has no buffer in the daemon: a request is
+// still bounded by the device's largest I/O, and carries no buffer.
+func TestRequestFromDescZeroCopy(t *testing.T) {
+	const maxLen, devSize = 1 << 20, 1 << 30
+	for _, tc := range []struct {
+		d  uapi.IODesc
+		ok bool
+	}{
+		{uapi.IODesc{OpFlags: uapi.IOOpRead, NrSectors: maxLen >> 9, StartSector: 8}, true},
+		{uapi.IODesc{OpFlags: uapi.IOOpWrite, NrSectors: 1}, true},
+		{uapi.IODesc{OpFlags: uapi.IOOpWrite, NrSectors: maxLen>>9 + 1}, false},
+		{uapi.IODesc{OpFlags: uapi.IOOpRead, NrSectors: 8, StartSector: devSize >> 9}, false},
+	} {
+		r := backend.Request{Buf: make([]byte, 16)} // stale state from a previous request
+		if got := requestFromDesc(&tc.d, nil, maxLen, devSize, &r); got != tc.ok {
+			t.Fatalf("%+v: accepted = %v, want %v", tc.d, got, tc.ok)
+		}
+		if tc.ok && (r.Buf != nil || r.Length != int(tc.d.NrSectors)<<9) {
+			t.Fatalf("%+v: request of %d bytes with a %d-byte buffer, want no buffer", tc.d, r.Length, len(r.Buf))
+		}
+	}
 }

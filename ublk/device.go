@@ -37,7 +37,26 @@ type Options struct {
 	// take it over (UBLK_F_USER_RECOVERY, with _REISSUE where the kernel
 	// has it, so requests in flight are re-sent rather than failed).
 	Recovery bool
-	Logger   zerolog.Logger
+	// NoZeroCopy keeps the copy of every request's data through the
+	// queue's buffers even where the kernel and the backend could do
+	// without (UBLK_F_AUTO_BUF_REG, see zeroCopyBackend): for comparison.
+	NoZeroCopy bool
+	Logger     zerolog.Logger
+}
+
+// zeroCopyBackend reports whether be can serve its reads and writes
+// straight from the kernel's pages: a RingFile reads and writes its file
+// with READ_FIXED and WRITE_FIXED on the queue's ring, so with automatic
+// buffer registration the driver's pages go to the file with no copy. A
+// backend that touches the data in the daemon's memory (mem, sheep, a
+// file served inline) cannot.
+func zeroCopyBackend(be backend.Backend) bool {
+	rf, ok := be.(backend.RingFile)
+	if !ok {
+		return false
+	}
+	_, ok = rf.RingFD()
+	return ok
 }
 
 // Validate checks a device shape for a backend of the given size; its
@@ -94,7 +113,7 @@ func New(ctrl *Controller, be backend.Backend, opts Options) (*Device, error) {
 		MaxIOBufBytes: uint32(opts.MaxIO),
 		DevID:         uint32(opts.ID),
 		UblksrvPid:    int32(os.Getpid()),
-		Flags:         ctrl.deviceFlags(opts.Recovery),
+		Flags:         ctrl.deviceFlags(opts.Recovery, !opts.NoZeroCopy && zeroCopyBackend(be)),
 	}
 	if opts.Recovery && ctrl.Features()&uapi.FUserRecovery == 0 && ctrl.Features() != 0 {
 		return nil, errors.New("--recovery: this kernel's ublk has no USER_RECOVERY")
@@ -122,6 +141,9 @@ func Recover(ctrl *Controller, be backend.Backend, id uint32, opts Options) (*De
 	}
 	if info.Flags&uapi.FUserRecovery == 0 {
 		return nil, fmt.Errorf("device %d was not created with --recovery; it cannot be taken over", id)
+	}
+	if info.Flags&uapi.FAutoBufReg != 0 && !zeroCopyBackend(be) {
+		return nil, fmt.Errorf("device %d serves its data by zero copy (a file target on its ring); this backend cannot take it over", id)
 	}
 	p, err := ctrl.Params(id)
 	if err != nil {
@@ -153,9 +175,13 @@ func Recover(ctrl *Controller, be backend.Backend, id uint32, opts Options) (*De
 
 const recoveryWait = 10 * time.Second
 
-// deviceFlags are the UBLK_F_* flags a new device asks for.
-func (c *Controller) deviceFlags(recovery bool) uint64 {
+// deviceFlags are the UBLK_F_* flags a new device asks for: zeroCopy
+// asks for automatic buffer registration where the kernel has it.
+func (c *Controller) deviceFlags(recovery, zeroCopy bool) uint64 {
 	var f uint64
+	if zeroCopy && c.features&uapi.FAutoBufReg != 0 {
+		f |= uapi.FAutoBufReg
+	}
 	if c.features&uapi.FCmdIoctlEncode != 0 {
 		f |= uapi.FCmdIoctlEncode
 	}
@@ -204,6 +230,10 @@ func (d *Device) params() *uapi.Params {
 	}
 	return p
 }
+
+// ZeroCopy reports whether the device's data moves between the kernel's
+// pages and the backend with no copy (UBLK_F_AUTO_BUF_REG).
+func (d *Device) ZeroCopy() bool { return d.info.Flags&uapi.FAutoBufReg != 0 }
 
 // ID is the device number: the disk is /dev/ublkb<ID>.
 func (d *Device) ID() uint32 { return d.info.DevID }
@@ -256,7 +286,7 @@ func (d *Device) startQueues() error {
 	for i := 0; i < d.opts.Queues; i++ {
 		q, err := newQueue(queueOptions{
 			id: uint16(i), depth: d.opts.Depth, maxIO: int(d.info.MaxIOBufBytes), devSize: d.be.Size(),
-			cdev: int(d.cdev.Fd()), cpu: cpus[i], be: d.be,
+			cdev: int(d.cdev.Fd()), cpu: cpus[i], be: d.be, zeroCopy: d.ZeroCopy(),
 			log: d.log.With().Int("q_id", i).Logger(),
 		})
 		if err != nil {

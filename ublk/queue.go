@@ -38,7 +38,7 @@ type queue struct {
 
 	ring  *uring.Ring
 	descs []byte // the driver's ublksrv_io_desc array, mmapped read-only
-	bufs  []byte // depth × maxIO, mmapped and mlocked
+	bufs  []byte // depth × maxIO, mmapped and mlocked; nil with zeroCopy
 	disp  *dispatcher
 	efd   int
 	efdv  *[8]byte // where the eventfd read lands (heap: never moves)
@@ -55,6 +55,13 @@ type queue struct {
 	// request's read or write neither looks the descriptor up nor pins
 	// its pages each time.
 	fixedFile, fixedBufs bool
+	// zeroCopy: the device has UBLK_F_AUTO_BUF_REG. Before handing the
+	// daemon a request, the driver registers its pages in slot tag of the
+	// ring's sparse buffer table (the index is in each FETCH and COMMIT's
+	// sqe.addr), and the commit unregisters them; the RingFile reads and
+	// writes its file straight from and into them. The queue then has no
+	// buffers of its own.
+	zeroCopy bool
 
 	stopping atomic.Bool
 	tid      atomic.Int32
@@ -72,10 +79,12 @@ type queueOptions struct {
 	cpu     int
 	be      backend.Backend
 	log     zerolog.Logger
+	// zeroCopy: see queue.zeroCopy; the backend must be a RingFile.
+	zeroCopy bool
 }
 
 func newQueue(o queueOptions) (*queue, error) {
-	q := &queue{id: o.id, depth: o.depth, maxIO: o.maxIO, devSize: o.devSize, cdev: o.cdev, cpu: o.cpu, log: o.log, efd: -1, efdv: new([8]byte)}
+	q := &queue{id: o.id, depth: o.depth, maxIO: o.maxIO, devSize: o.devSize, cdev: o.cdev, cpu: o.cpu, log: o.log, efd: -1, efdv: new([8]byte), zeroCopy: o.zeroCopy}
 	descSize := roundUp(o.depth*int(uapi.SizeofIODesc), unix.Getpagesize())
 	descStride := roundUp(uapi.MaxQueueDepth*int(uapi.SizeofIODesc), unix.Getpagesize())
 	var err error
@@ -83,9 +92,11 @@ func newQueue(o queueOptions) (*queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue %d: mmap descriptors: %w", o.id, err)
 	}
-	if q.bufs, err = allocBuffers(o.depth * o.maxIO); err != nil {
-		q.close()
-		return nil, fmt.Errorf("queue %d: %w", o.id, err)
+	if !q.zeroCopy {
+		if q.bufs, err = allocBuffers(o.depth * o.maxIO); err != nil {
+			q.close()
+			return nil, fmt.Errorf("queue %d: %w", o.id, err)
+		}
 	}
 	// A blocking eventfd: io_uring turns a read of it into a poll, while a
 	// non-blocking one would complete at once with -EAGAIN.
@@ -101,6 +112,10 @@ func newQueue(o queueOptions) (*queue, error) {
 			q.progress = make([]int, o.depth)
 			q.syncing = make([]bool, o.depth)
 		}
+	}
+	if q.zeroCopy && q.ringFD < 0 {
+		q.close()
+		return nil, fmt.Errorf("queue %d: zero copy needs a backend that does its I/O on the queue's ring", o.id)
 	}
 	q.onCQE = q.handleCQE
 	q.finish = q.finishRequest
@@ -124,7 +139,13 @@ func allocBuffers(size int) ([]byte, error) {
 	return b, nil
 }
 
-func (q *queue) buf(tag int) []byte { return q.bufs[tag*q.maxIO : (tag+1)*q.maxIO] }
+// buf is tag's I/O buffer; nil with zero copy.
+func (q *queue) buf(tag int) []byte {
+	if q.bufs == nil {
+		return nil
+	}
+	return q.bufs[tag*q.maxIO : (tag+1)*q.maxIO]
+}
 
 func (q *queue) desc(tag int) *uapi.IODesc {
 	return (*uapi.IODesc)(unsafe.Pointer(&q.descs[tag*int(uapi.SizeofIODesc)]))
@@ -162,7 +183,10 @@ func (q *queue) run(ready chan<- error) error {
 		return err
 	}
 	q.ring = ring
-	q.registerRingIO()
+	if err := q.registerRingIO(); err != nil {
+		ready <- err
+		return err
+	}
 	for tag := 0; tag < q.depth; tag++ {
 		if err := q.queueIOCmd(uapi.UIOFetchReq, tag, 0); err != nil {
 			ready <- err
@@ -215,21 +239,30 @@ const yieldEvery = 8 * time.Millisecond
 // registerRingIO registers the backing file and the I/O buffers with the
 // ring for a RingFile backend. Either may fail (an old kernel, a small
 // RLIMIT_MEMLOCK without CAP_IPC_LOCK): the queue then uses plain reads
-// and writes, which only cost more.
-func (q *queue) registerRingIO() {
+// and writes, which only cost more. With zero copy the buffer table is
+// the sparse one the driver fills, and without it no request can be
+// served: that is an error.
+func (q *queue) registerRingIO() error {
 	if q.ringFD < 0 {
-		return
+		return nil
 	}
 	if err := q.ring.RegisterFiles([]int32{int32(q.ringFD)}); err != nil {
 		q.log.Info().Err(err).Msg("backing file not registered with the ring; plain descriptor used")
 	} else {
 		q.fixedFile = true
 	}
+	if q.zeroCopy {
+		if err := q.ring.RegisterSparseBuffers(q.depth); err != nil {
+			return fmt.Errorf("queue %d: zero copy: %w", q.id, err)
+		}
+		return nil
+	}
 	if err := q.ring.RegisterBuffers([][]byte{q.bufs}); err != nil {
 		q.log.Info().Err(err).Msg("I/O buffers not registered with the ring; pages pinned per request")
 	} else {
 		q.fixedBufs = true
 	}
+	return nil
 }
 
 // nextSQE takes a submission slot. Every tag has at most one entry
@@ -256,7 +289,15 @@ func (q *queue) queueIOCmd(op uint32, tag int, result int32) error {
 	}
 	sqe.PrepURingCmd(q.cdev, op)
 	sqe.UserData = kindIO | uint64(tag)
-	cmd := uapi.IOCmd{QID: q.id, Tag: uint16(tag), Result: result, Addr: uint64(uintptr(unsafe.Pointer(&q.bufs[tag*q.maxIO])))}
+	cmd := uapi.IOCmd{QID: q.id, Tag: uint16(tag), Result: result}
+	if q.zeroCopy {
+		// struct ublk_auto_buf_reg in sqe.addr: the slot for the tag's
+		// next request (its own), no flags. The command's buffer address
+		// must be 0.
+		sqe.Addr = uapi.AutoBufReg{Index: uint16(tag)}.SQEAddr()
+	} else {
+		cmd.Addr = uint64(uintptr(unsafe.Pointer(&q.bufs[tag*q.maxIO])))
+	}
 	cmd.Encode(q.ring.Cmd(sqe))
 	return nil
 }
@@ -314,6 +355,10 @@ func (q *queue) ringIO(tag int) {
 	switch {
 	case r.Op == backend.OpFlush || q.syncing[tag]:
 		sqe.PrepFsync(fd, uring.FsyncDatasync)
+	case r.Op == backend.OpRead && q.zeroCopy:
+		sqe.PrepReadFixedAt(fd, uint16(tag), uint64(done), r.Length-done, off)
+	case q.zeroCopy:
+		sqe.PrepWriteFixedAt(fd, uint16(tag), uint64(done), r.Length-done, off)
 	case r.Op == backend.OpRead && q.fixedBufs:
 		sqe.PrepReadFixed(fd, r.Buf[done:], off, 0)
 	case r.Op == backend.OpRead:
@@ -339,6 +384,11 @@ func (q *queue) ringIODone(tag int, res int32) {
 		r.Result = res
 	case r.Op == backend.OpFlush || q.syncing[tag]:
 		r.Result = backend.ResultOf(r, nil)
+	case res == 0 && r.Op == backend.OpRead && q.zeroCopy:
+		// Past the end of the file (shrunk behind our back: it is sized
+		// to the device when opened). The pages are the kernel's, and
+		// returning them unfilled would hand out stale memory.
+		r.Result = -int32(syscall.EIO)
 	case res == 0 && r.Op == backend.OpRead:
 		clear(r.Buf[q.progress[tag]:]) // past the end of the file: zeroes
 		q.progress[tag] = r.Length
@@ -365,7 +415,7 @@ func (q *queue) ringIODone(tag int, res int32) {
 // startRequest turns the descriptor of tag into a backend request.
 func (q *queue) startRequest(tag int) {
 	r := &q.disp.reqs[tag]
-	if !requestFromDesc(q.desc(tag), q.buf(tag), q.devSize, r) {
+	if !requestFromDesc(q.desc(tag), q.buf(tag), q.maxIO, q.devSize, r) {
 		r.Result = -int32(syscall.EINVAL)
 		q.commitRequest(r)
 		return

@@ -53,9 +53,23 @@ const FsyncDatasync uint32 = 1 << 0
 
 // io_uring_register opcodes.
 const (
-	registerBuffers uint32 = 0
-	registerFiles   uint32 = 2
+	registerBuffers  uint32 = 0
+	registerFiles    uint32 = 2
+	registerBuffers2 uint32 = 15
 )
+
+// rsrcRegisterSparse is IORING_RSRC_REGISTER_SPARSE: a table of empty
+// slots, filled later (by a driver registering its own pages).
+const rsrcRegisterSparse uint32 = 1 << 0
+
+// rsrcRegister is struct io_uring_rsrc_register.
+type rsrcRegister struct {
+	Nr    uint32
+	Flags uint32
+	Resv2 uint64
+	Data  uint64
+	Tags  uint64
+}
 
 const (
 	enterGetEvents uint32 = 1 << 0

@@ -38,6 +38,28 @@ func (s *SQE) PrepReadFixed(fd int, buf []byte, off uint64, bufIndex uint16) {
 	s.BufIndex = bufIndex
 }
 
+// PrepReadFixedAt reads n bytes into registered buffer bufIndex, starting
+// at byte bufOff of it: for buffers that are not in this process's memory
+// (a driver's pages in a sparse slot, whose addresses start at 0).
+func (s *SQE) PrepReadFixedAt(fd int, bufIndex uint16, bufOff uint64, n int, off uint64) {
+	s.prepFixedAt(OpReadFixed, fd, bufIndex, bufOff, n, off)
+}
+
+// PrepWriteFixedAt writes n bytes of registered buffer bufIndex, from
+// byte bufOff of it, to fd at off.
+func (s *SQE) PrepWriteFixedAt(fd int, bufIndex uint16, bufOff uint64, n int, off uint64) {
+	s.prepFixedAt(OpWriteFixed, fd, bufIndex, bufOff, n, off)
+}
+
+func (s *SQE) prepFixedAt(op uint8, fd int, bufIndex uint16, bufOff uint64, n int, off uint64) {
+	s.Opcode = op
+	s.Fd = int32(fd)
+	s.Off = off
+	s.Addr = bufOff
+	s.Len = uint32(n)
+	s.BufIndex = bufIndex
+}
+
 // PrepWriteFixed writes buf, which must lie inside registered buffer
 // bufIndex, to fd at off.
 func (s *SQE) PrepWriteFixed(fd int, buf []byte, off uint64, bufIndex uint16) {

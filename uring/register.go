@@ -29,6 +29,22 @@ func (r *Ring) RegisterBuffers(bufs [][]byte) error {
 	return nil
 }
 
+// RegisterSparseBuffers makes a buffer table of n empty slots. A driver
+// fills a slot with the pages of one of its requests (ublk's automatic
+// buffer registration); READ_FIXED and WRITE_FIXED on that slot then move
+// data between a file and those pages directly, with no copy through the
+// process's memory. See PrepReadFixedAt.
+func (r *Ring) RegisterSparseBuffers(n int) error {
+	if n <= 0 || n > 1<<16 {
+		return fmt.Errorf("register %d sparse buffer slots: want 1..65536", n)
+	}
+	reg := rsrcRegister{Nr: uint32(n), Flags: rsrcRegisterSparse}
+	if err := r.register(registerBuffers2, unsafe.Pointer(&reg), uint32(unsafe.Sizeof(reg))); err != nil {
+		return fmt.Errorf("register %d sparse buffer slots: %w", n, err)
+	}
+	return nil
+}
+
 // RegisterFiles installs fds in the ring's fixed file table: fds[i] is
 // then file i of an SQE with SQEFixedFile, and the kernel skips looking
 // the descriptor up (and its reference counting) on every request.

@@ -27,6 +27,8 @@ func TestABILayout(t *testing.T) {
 		{"offsetof(sqe.user_data)", unsafe.Offsetof(SQE{}.UserData), 32},
 		{"offsetof(sqe.cmd)", cmdOffset, 48},
 		{"offsetof(params.sq_off)", unsafe.Offsetof(params{}.SQOff), 40},
+		{"sizeof(io_uring_rsrc_register)", unsafe.Sizeof(rsrcRegister{}), 32},
+		{"offsetof(rsrc_register.data)", unsafe.Offsetof(rsrcRegister{}.Data), 16},
 		{"offsetof(params.cq_off)", unsafe.Offsetof(params{}.CQOff), 80},
 	} {
 		if c.got != c.want {
@@ -271,5 +273,44 @@ func TestFixedBuffersAndFiles(t *testing.T) {
 	sqe.UserData = 3
 	if res := reapAll(t, r, 1)[3]; res != -int32(unix.EFAULT) {
 		t.Fatalf("read fixed outside the registered buffer: res=%d, want -EFAULT", res)
+	}
+}
+
+// A sparse table takes no memory of ours: its slots are empty until a
+// driver fills one (ublk's automatic buffer registration, in the lab). An
+// I/O on an empty slot is refused, never run on some other memory.
+func TestSparseBufferSlotsStartEmpty(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r := newRing(t, Options{Entries: 8, OptionalFlags: SetupSingleIssuer | SetupDeferTaskrun})
+	if err := r.RegisterSparseBuffers(0); err == nil {
+		t.Fatal("a table of 0 slots was accepted")
+	}
+	if err := r.RegisterSparseBuffers(16); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(make([]byte, 8192)); err != nil {
+		t.Fatal(err)
+	}
+	sqe, _ := r.NextSQE()
+	sqe.PrepReadFixedAt(int(f.Fd()), 3, 0, 4096, 0)
+	sqe.UserData = 1
+	if res := reapAll(t, r, 1)[1]; res != -int32(unix.EFAULT) {
+		t.Fatalf("read into an empty slot: res=%d, want -EFAULT", res)
+	}
+	sqe, _ = r.NextSQE()
+	sqe.PrepWriteFixedAt(int(f.Fd()), 16, 0, 4096, 0)
+	sqe.UserData = 2
+	if res := reapAll(t, r, 1)[2]; res != -int32(unix.EFAULT) {
+		t.Fatalf("write from a slot past the table: res=%d, want -EFAULT", res)
+	}
+	// The table is taken: normal buffers cannot be registered on top.
+	if err := r.RegisterBuffers([][]byte{make([]byte, 4096)}); err == nil {
+		t.Fatal("a second buffer table was accepted")
 	}
 }

@@ -76,6 +76,7 @@ type addFlags struct {
 	blockSize   int
 	maxIO       string
 	recovery    bool
+	zeroCopy    bool
 	unprotected bool
 }
 
@@ -102,6 +103,7 @@ func addCmd() *cobra.Command {
 	fl.StringVar(&f.maxIO, "max-io", "512K", "largest request (4K..1M)")
 	fl.BoolVar(&f.target.Buffered, "buffered", false, "file target: use the page cache instead of O_DIRECT")
 	fl.BoolVar(&f.recovery, "recovery", false, "keep the device when the daemon dies, for `ublkctl recover`")
+	fl.BoolVar(&f.zeroCopy, "zero-copy", true, "file target: move data between the kernel's pages and the file with no copy, where ublk has AUTO_BUF_REG (6.16+); false copies through the daemon's buffers")
 	fl.StringVar(&f.target.FailRange, "fail-range", "", "testing: fail reads and writes touching OFFSET:LENGTH with EIO")
 	fl.BoolVar(&f.unprotected, "unprotected", false, "experiment: skip PR_SET_IO_FLUSHER and mlockall")
 	fl.MarkHidden("fail-range")
@@ -173,7 +175,7 @@ func (f *addFlags) options() (daemon.Options, error) {
 		}
 	}
 	o.Target = f.target
-	o.Device = ublk.Options{ID: f.id, Queues: f.queues, Depth: f.depth, BlockSize: f.blockSize, MaxIO: int(maxIO), Recovery: f.recovery}
+	o.Device = ublk.Options{ID: f.id, Queues: f.queues, Depth: f.depth, BlockSize: f.blockSize, MaxIO: int(maxIO), Recovery: f.recovery, NoZeroCopy: !f.zeroCopy}
 	// File and sheep targets without --size take the size of the file or
 	// VDI, known only once open; check the rest with a size that passes.
 	size := f.target.Size

@@ -242,6 +242,23 @@ func (c *IOCmd) Encode(b []byte) {
 	le.PutUint64(b[8:], c.Addr)
 }
 
+// AutoBufReg is struct ublk_auto_buf_reg, which a FETCH_REQ or
+// COMMIT_AND_FETCH_REQ of a device with FAutoBufReg carries in the SQE's
+// addr field (not in IOCmd): the slot of the ring's sparse buffer table
+// in which the driver registers the pages of the tag's next request.
+type AutoBufReg struct {
+	Index uint16
+	Flags uint8 // AutoBufRegFallback or 0
+}
+
+// AutoBufRegFallback: when the registration fails, hand the request over
+// anyway with IOFNeedRegBuf set, instead of failing it.
+const AutoBufRegFallback uint8 = 1 << 0
+
+// SQEAddr packs a into the 64-bit SQE addr: index in bits 0-15, flags in
+// 16-23, the reserved bytes (which must be 0) above.
+func (a AutoBufReg) SQEAddr() uint64 { return uint64(a.Index) | uint64(a.Flags)<<16 }
+
 // Basic device attributes.
 const (
 	AttrReadOnly      = 1 << 0

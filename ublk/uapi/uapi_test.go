@@ -85,3 +85,24 @@ func TestFeatureList(t *testing.T) {
 		t.Fatalf("unknown bit: %v", got)
 	}
 }
+
+// The kernel reads struct ublk_auto_buf_reg from sqe->addr as
+// index | flags<<16 | reserved0<<24 | reserved1<<32, and refuses non-zero
+// reserved bits.
+func TestAutoBufRegSQEAddr(t *testing.T) {
+	for _, c := range []struct {
+		a    AutoBufReg
+		want uint64
+	}{
+		{AutoBufReg{}, 0},
+		{AutoBufReg{Index: 5}, 5},
+		{AutoBufReg{Index: 0xffff, Flags: AutoBufRegFallback}, 0x1ffff},
+	} {
+		if got := c.a.SQEAddr(); got != c.want {
+			t.Errorf("%+v: sqe addr %#x, want %#x", c.a, got, c.want)
+		}
+		if got := c.a.SQEAddr(); got>>24 != 0 {
+			t.Errorf("%+v: reserved bits set in %#x", c.a, got)
+		}
+	}
+}
