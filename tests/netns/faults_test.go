@@ -5,12 +5,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,7 +17,6 @@ import (
 
 	sheepbackend "github.com/sheepblk/sheepblk/backend/sheep"
 	"github.com/sheepblk/sheepblk/cluster"
-	"github.com/sheepblk/sheepblk/rpc"
 	"github.com/sheepblk/sheepblk/sheep/proto"
 )
 
@@ -50,36 +47,12 @@ func TestNodeFaultsUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster in network namespaces")
 	}
-	env := newClusterEnv(t, nodes, 10*time.Minute)
-	ctx, tn, secretFile, secret, dog := env.ctx, env.tn, env.secretFile, env.secret, env.dog
-	if err := dog(io.Discard, "cluster", "format", "--copies", strconv.Itoa(copies)); err != nil {
-		t.Fatal(err)
-	}
-	sheepBin := env.sheep()
-	dirs := make([]string, nodes)
-	procs := make([]*nodeProc, nodes)
-	for i := range nodes {
-		dirs[i] = filepath.Join(env.dir, fmt.Sprintf("node%d", i))
-		procs[i] = startNode(t, ctx, tn, i, sheepBin, dirs[i], secretFile)
-	}
-	waitNodesUp(t, dog, procs)
-	if err := dog(io.Discard, "vdi", "create", faultVDI, strconv.Itoa(faultVDISize)); err != nil {
-		t.Fatal(err)
-	}
-	client, err := cluster.Connect(cluster.Options{Endpoints: []string{etcdURL}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	b, err := sheepbackend.Open(ctx, sheepbackend.Options{
-		Cluster: client, VDI: faultVDI,
+	env := newCluster(t, clusterOptions{Nodes: nodes, Timeout: 10 * time.Minute, Copies: copies,
+		NodeFlags: []string{"--log-level", "warn"}})
+	env.up(all(nodes)...)
+	b := env.openVDI(faultVDI, faultVDISize, sheepbackend.Options{
 		CallTimeout: 2 * time.Second, IOTimeout: faultIOTimeout,
-		RPC: rpc.ClientOptions{Secret: secret},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 	vdi := b.VDI()
 
 	load := startFaultLoad(b, faultWriters)
@@ -96,7 +69,7 @@ func TestNodeFaultsUnderLoad(t *testing.T) {
 			t.Fatalf("%s: flush: %v", step, err)
 		}
 		load.verify(t, step)
-		load.checkReplicas(t, step, vdi, dirs)
+		load.checkReplicas(t, step, vdi, env.dirs)
 	}
 	checkAfter("before any fault")
 
@@ -118,38 +91,15 @@ func TestNodeFaultsUnderLoad(t *testing.T) {
 		load.waitWrites(t, 100)
 		checkAfter(step)
 	}
-	signal := func(i int, sig syscall.Signal) {
-		t.Helper()
-		if err := procs[i].cmd.Process.Signal(sig); err != nil {
-			t.Fatalf("signal %v to node %d: %v", sig, i, err)
-		}
-	}
 	fault("node 1 stopped for 5s (SIGSTOP, SIGCONT)",
-		func() { signal(1, syscall.SIGSTOP) },
-		func() { signal(1, syscall.SIGCONT) })
-
-	veth := vethPrefix + strconv.Itoa(os.Getpid()) + "n2"
+		func() { env.signal(1, syscall.SIGSTOP) },
+		func() { env.signal(1, syscall.SIGCONT) })
 	fault("node 2's link down for 5s",
-		func() {
-			if err := ip("link", "set", veth, "down"); err != nil {
-				t.Fatal(err)
-			}
-		},
-		func() {
-			if err := ip("link", "set", veth, "up"); err != nil {
-				t.Fatal(err)
-			}
-		})
-
+		func() { env.linkDown(2) },
+		func() { env.linkUp(2) })
 	fault("node 0 killed (SIGKILL) and started again",
-		func() {
-			signal(0, syscall.SIGKILL)
-			<-procs[0].done
-		},
-		func() {
-			procs[0] = startNode(t, ctx, tn, 0, sheepBin, dirs[0], secretFile)
-			waitNodesUp(t, dog, procs)
-		})
+		func() { env.kill(0) },
+		func() { env.up(0) })
 	load.stop()
 	if err := load.error(); err != nil {
 		t.Fatalf("a write failed: %v", err)
@@ -162,101 +112,47 @@ func TestNodeFaultsUnderLoad(t *testing.T) {
 // so what each block must hold is exact: the content of the last write
 // acknowledged there.
 type faultLoad struct {
-	b    *sheepbackend.Backend
-	gate sync.RWMutex // a write holds it shared; pause takes it
-	quit chan struct{}
-	wg   sync.WaitGroup
-	next atomic.Uint64 // block content tokens
+	*load
+	b       *sheepbackend.Backend
+	writers int
+	rngs    []*rand.Rand  // by writer
+	next    atomic.Uint64 // block content tokens
 
 	mu     sync.Mutex
 	blocks map[int64]uint64 // acknowledged content, by block
-	count  int
-	err    error
-	once   sync.Once
 }
 
 func startFaultLoad(b *sheepbackend.Backend, writers int) *faultLoad {
-	l := &faultLoad{b: b, quit: make(chan struct{}), blocks: map[int64]uint64{}}
+	l := &faultLoad{b: b, writers: writers, blocks: map[int64]uint64{}}
 	for w := range writers {
-		l.wg.Add(1)
-		go l.write(w, writers)
+		l.rngs = append(l.rngs, rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(w))))
 	}
+	l.load = startLoad(writers, time.Minute, l.write)
 	return l
 }
 
-func (l *faultLoad) write(w, writers int) {
-	defer l.wg.Done()
-	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(w)))
+// write is one write of writer w, recorded once acknowledged.
+func (l *faultLoad) write(w int) (int, error) {
+	r := l.rngs[w]
 	slots := int(l.b.Size() >> 20)
-	for {
-		select {
-		case <-l.quit:
-			return
-		default:
-		}
-		slot := int64(r.IntN(slots/writers)*writers + w)
-		n := (1 + r.IntN(16)) * blockSize
-		off := slot<<20 + int64(r.IntN((1<<20-n)/blockSize+1))*blockSize
-		tokens := make([]uint64, n/blockSize)
-		p := make([]byte, n)
-		for k := range tokens {
-			tokens[k] = l.next.Add(1)
-			fillBlock(p[k*blockSize:(k+1)*blockSize], tokens[k])
-		}
-		l.gate.RLock()
-		_, err := l.b.WriteAt(p, off)
-		l.gate.RUnlock()
-		l.mu.Lock()
-		if err != nil {
-			if l.err == nil {
-				l.err = fmt.Errorf("write %d bytes at %d: %w", n, off, err)
-			}
-			l.mu.Unlock()
-			return
-		}
-		for k, tok := range tokens {
-			l.blocks[off/blockSize+int64(k)] = tok
-		}
-		l.count++
-		l.mu.Unlock()
+	slot := int64(r.IntN(slots/l.writers)*l.writers + w)
+	n := (1 + r.IntN(16)) * blockSize
+	off := slot<<20 + int64(r.IntN((1<<20-n)/blockSize+1))*blockSize
+	tokens := make([]uint64, n/blockSize)
+	p := make([]byte, n)
+	for k := range tokens {
+		tokens[k] = l.next.Add(1)
+		fillBlock(p[k*blockSize:(k+1)*blockSize], tokens[k])
 	}
-}
-
-func (l *faultLoad) pause()  { l.gate.Lock() }
-func (l *faultLoad) resume() { l.gate.Unlock() }
-
-func (l *faultLoad) stop() {
-	l.once.Do(func() { close(l.quit) })
-	l.wg.Wait()
-}
-
-func (l *faultLoad) error() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.err
-}
-
-func (l *faultLoad) acked() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.count
-}
-
-// waitWrites waits until n more writes were acknowledged (a minute at
-// most): I/O continues.
-func (l *faultLoad) waitWrites(t *testing.T, n int) {
-	t.Helper()
-	want := l.acked() + n
-	deadline := time.Now().Add(time.Minute)
-	for l.acked() < want {
-		if err := l.error(); err != nil {
-			t.Fatalf("a write failed: %v", err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("writes stalled: %d acknowledged, want %d", l.acked(), want)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if _, err := l.b.WriteAt(p, off); err != nil {
+		return 0, fmt.Errorf("write %d bytes at %d: %w", n, off, err)
 	}
+	l.mu.Lock()
+	for k, tok := range tokens {
+		l.blocks[off/blockSize+int64(k)] = tok
+	}
+	l.mu.Unlock()
+	return 1, nil
 }
 
 // expected is what the VDI must hold at [off, off+n): acknowledged
@@ -289,7 +185,7 @@ func (l *faultLoad) verify(t *testing.T, step string) {
 			t.Fatalf("%s: slot %d (at %d) does not read back what was acknowledged", step, s, s<<20)
 		}
 	}
-	t.Logf("%s: %d writes acknowledged so far, all %d slots written read back", step, l.count, len(slots))
+	t.Logf("%s: %d writes acknowledged so far, all %d slots written read back", step, l.acked(), len(slots))
 }
 
 // checkReplicas: every object written is a file in every node's objects/

@@ -6,6 +6,9 @@ import (
 	"slices"
 )
 
+// blockSize is the write model's unit.
+const blockSize = 4096
+
 // extent is a byte range of the VDI.
 type extent struct {
 	off int64
