@@ -15,41 +15,23 @@ import (
 // through the client afterwards, and every object is byte-identical on
 // exactly its targets.
 func TestRecoveryUnderTheClusterClient(t *testing.T) {
-	tc := newTestCluster(t, 2, time.Second)
-	for _, id := range []string{"n1", "n2", "n3"} {
-		tc.start(id, 0)
-	}
-	tc.waitRecovered(tc.waitMembers("n1", "n2", "n3"))
-	tc.createVDI(recoveryObjects)
-	ctx := context.Background()
-	be, err := sheepbackend.Open(ctx, sheepbackend.Options{Cluster: tc.cl, VDI: "v", CallTimeout: time.Second, IOTimeout: 20 * time.Second})
+	tc, _ := newRecoveryCluster(t, recoverySetup{Copies: 2, Grace: time.Second, Members: []string{"n1", "n2", "n3"}})
+	be, err := sheepbackend.Open(context.Background(), sheepbackend.Options{Cluster: tc.cl, VDI: "v", CallTimeout: time.Second, IOTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer be.Close()
 	image := make([]byte, tc.vdi.Size)
 	rng := rand.New(rand.NewPCG(11, 12))
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	writes := 0
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			off := rng.Int64N(tc.vdi.Size/4096) * 4096
-			p := randBytes(rng, 4096)
-			if _, err := be.WriteAt(p, off); err != nil {
-				done <- err
-				return
-			}
-			copy(image[off:], p)
-			writes++
+	w := startWrites(func() error {
+		off := rng.Int64N(tc.vdi.Size/4096) * 4096
+		p := randBytes(rng, 4096)
+		if _, err := be.WriteAt(p, off); err != nil {
+			return err
 		}
-	}()
+		copy(image[off:], p)
+		return nil
+	})
 	time.Sleep(300 * time.Millisecond)
 	tc.start("n4", 8*recoveryObjectSize)
 	tc.waitMembers("n1", "n2", "n3", "n4")
@@ -57,8 +39,8 @@ func TestRecoveryUnderTheClusterClient(t *testing.T) {
 	tc.kill("n2")
 	e := tc.waitMembers("n1", "n3", "n4")
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	if err := <-done; err != nil {
+	writes, err := w.finish()
+	if err != nil {
 		t.Fatalf("client write failed: %v", err)
 	}
 	tc.waitRecovered(e)

@@ -17,22 +17,6 @@ import (
 
 const recoveryObjects = 48
 
-// startThree starts n1..n3 (copies=2), waits until they are the settled
-// membership, and writes data.
-func startThree(t *testing.T, grace time.Duration) (*testCluster, *rand.Rand) {
-	tc := newTestCluster(t, 2, grace)
-	for _, id := range []string{"n1", "n2", "n3"} {
-		tc.start(id, 0)
-	}
-	e := tc.waitMembers("n1", "n2", "n3")
-	tc.waitRecovered(e)
-	tc.createVDI(recoveryObjects)
-	rng := rand.New(rand.NewPCG(1, 2))
-	tc.writeRandom(e, rng, recoveryObjects)
-	tc.verify(e, recoveryObjects)
-	return tc, rng
-}
-
 // (a) A fourth node joins: it pulls what it now holds, reads through it
 // during its recovery give the written data (pull-on-access), and once
 // recovery completes every object is on exactly its targets.
@@ -54,8 +38,7 @@ func TestRecoveryNodeJoins(t *testing.T) {
 	for _, id := range []string{"n1", "n2", "n3"} {
 		tc.readAllVia(id, e, recoveryObjects)
 	}
-	tc.waitRecovered(e)
-	tc.verify(e, recoveryObjects)
+	tc.checkRecovered(e)
 	statuses, err := tc.cl.RecoveryStatuses(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -85,12 +68,7 @@ func TestRecoveryNodeJoins(t *testing.T) {
 func TestRecoveryMemberRemoved(t *testing.T) {
 	tc, _ := startThree(t, time.Second)
 	tc.kill("n2")
-	e := tc.waitMembers("n1", "n3")
-	tc.waitRecovered(e)
-	tc.verify(e, recoveryObjects)
-	for _, id := range memberIDs(e) {
-		tc.readAllVia(id, e, recoveryObjects)
-	}
+	tc.checkRecovered(tc.waitMembers("n1", "n3"))
 }
 
 // (c) A node killed during its recovery resumes and completes after a
@@ -108,9 +86,7 @@ func TestRecoveryResumesAfterRestart(t *testing.T) {
 	if got := tc.waitMembers("n1", "n2", "n3", "n4"); got.Number != e.Number {
 		t.Fatalf("n4's restart changed the epoch to %d (grace too short?)", got.Number)
 	}
-	tc.waitRecovered(e)
-	tc.verify(e, recoveryObjects)
-	tc.readAllVia("n4", e, recoveryObjects)
+	tc.checkRecovered(e)
 }
 
 // (d) A node removed while down comes back with its old data: its old
@@ -121,10 +97,7 @@ func TestRecoveryRemovedNodeReturnsWithOldData(t *testing.T) {
 	tc.kill("n3")
 	e := tc.waitMembers("n1", "n2")
 	tc.waitRecovered(e)
-	// New data everywhere while n3 is out.
-	for i := range recoveryObjects {
-		tc.write(e, i, randBytes(rng, 4096), 0)
-	}
+	tc.writeEvery(e, rng, 0) // new data everywhere while n3 is out
 	// n3's directory still holds the old data as current objects.
 	st, err := store.Open(tc.dirs["n3"], store.Options{ObjectSize: recoveryObjectSize, AllowedEntries: []string{idFile}})
 	if err != nil {
@@ -153,25 +126,16 @@ func TestRecoveryRemovedNodeReturnsWithOldData(t *testing.T) {
 	if checked := tc.readAllVia("n3", e, recoveryObjects); checked < 5 {
 		t.Fatalf("only %d objects placed on n3", checked)
 	}
-	tc.waitRecovered(e)
-	tc.verify(e, recoveryObjects)
+	tc.checkRecovered(e)
 }
 
 // (f) Sources that cannot be reached block recovery of their objects:
 // reads through the new target say NotReady, never zeros, and succeed once
 // the source is back.
 func TestRecoveryBlockedWhileSourcesUnreachable(t *testing.T) {
-	tc := newTestCluster(t, 1, time.Minute) // one copy; nobody is removed
-	for _, id := range []string{"n1", "n2"} {
-		tc.start(id, 0)
-	}
-	e := tc.waitMembers("n1", "n2")
-	tc.waitRecovered(e)
-	tc.createVDI(recoveryObjects)
-	rng := rand.New(rand.NewPCG(3, 4))
-	for i := range recoveryObjects {
-		tc.write(e, i, randBytes(rng, 4096), 4096)
-	}
+	// One copy; nobody is removed.
+	tc, e := newRecoveryCluster(t, recoverySetup{Copies: 1, Grace: time.Minute, Members: []string{"n1", "n2"}})
+	tc.writeEvery(e, rand.New(rand.NewPCG(3, 4)), 4096)
 	old := e
 	tc.kill("n1")
 	tc.start("n3", 0)
@@ -202,8 +166,7 @@ func TestRecoveryBlockedWhileSourcesUnreachable(t *testing.T) {
 		t.Fatalf("n3 completed recovery with its source down: %+v", p)
 	}
 	tc.start("n1", 0)
-	tc.waitRecovered(e)
-	tc.verify(e, recoveryObjects)
+	tc.checkRecovered(e)
 	if got := tc.readAllVia("n3", e, recoveryObjects); got != blocked && got < blocked {
 		t.Fatalf("read %d objects through n3, want at least %d", got, blocked)
 	}
@@ -277,17 +240,8 @@ func TestWalkBack(t *testing.T) {
 // E-2: with one copy, n3 joins (E-1) and barely recovers (1 byte/s), then
 // n4 joins (E); objects that moved n1/n2 -> n3 -> n4 come from n1/n2.
 func TestRecoveryWalksBackPastUnrecoveredEpoch(t *testing.T) {
-	tc := newTestCluster(t, 1, time.Minute)
-	for _, id := range []string{"n1", "n2"} {
-		tc.start(id, 0)
-	}
-	e0 := tc.waitMembers("n1", "n2")
-	tc.waitRecovered(e0)
-	tc.createVDI(recoveryObjects)
-	rng := rand.New(rand.NewPCG(5, 6))
-	for i := range recoveryObjects {
-		tc.write(e0, i, randBytes(rng, 4096), 0)
-	}
+	tc, e0 := newRecoveryCluster(t, recoverySetup{Copies: 1, Grace: time.Minute, Members: []string{"n1", "n2"}})
+	tc.writeEvery(e0, rand.New(rand.NewPCG(5, 6)), 0)
 	tc.start("n3", 1)
 	e1 := tc.waitMembers("n1", "n2", "n3")
 	tc.start("n4", 1)
@@ -373,39 +327,20 @@ func TestRecoveryWithWritesDuringChange(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tc, rng := startThree(t, time.Second)
-			stop := make(chan struct{})
-			done := make(chan error, 1)
-			writes := 0
-			go func() {
-				defer close(done)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					i := rng.IntN(recoveryObjects)
-					off := rng.IntN(recoveryObjectSize/4096) * 4096
-					if err := tc.writeReplanned(i, randBytes(rng, 4096), off); err != nil {
-						done <- err
-						return
-					}
-					writes++
-				}
-			}()
+			w := startWrites(func() error {
+				i := rng.IntN(recoveryObjects)
+				off := rng.IntN(recoveryObjectSize/4096) * 4096
+				return tc.writeReplanned(i, randBytes(rng, 4096), off)
+			})
 			time.Sleep(200 * time.Millisecond)
 			tt.change(tc)
 			e := tc.waitMembers(tt.members...)
 			time.Sleep(time.Second)
-			close(stop)
-			if err := <-done; err != nil {
+			writes, err := w.finish()
+			if err != nil {
 				t.Fatal(err)
 			}
-			tc.waitRecovered(e)
-			tc.verify(e, recoveryObjects)
-			for _, id := range memberIDs(e) {
-				tc.readAllVia(id, e, recoveryObjects)
-			}
+			tc.checkRecovered(e)
 			t.Logf("%d writes acknowledged across the change", writes)
 		})
 	}
@@ -414,18 +349,11 @@ func TestRecoveryWithWritesDuringChange(t *testing.T) {
 // Nodes that require the cluster secret of their clients reach each other
 // with it: recovery works in a secured cluster.
 func TestRecoveryWithClusterSecret(t *testing.T) {
-	tc := newTestCluster(t, 2, time.Second)
-	tc.secret = []byte("0123456789abcdef0123456789abcdef")
-	tc.start("n1", 0)
-	tc.start("n2", 0)
-	e := tc.waitMembers("n1", "n2")
-	tc.waitRecovered(e)
-	tc.createVDI(recoveryObjects)
+	tc, e := newRecoveryCluster(t, recoverySetup{Copies: 2, Grace: time.Second,
+		Secret: []byte("0123456789abcdef0123456789abcdef"), Members: []string{"n1", "n2"}})
 	tc.writeRandom(e, rand.New(rand.NewPCG(9, 10)), recoveryObjects)
 	tc.start("n3", 0)
-	e = tc.waitMembers("n1", "n2", "n3")
-	tc.waitRecovered(e)
-	tc.verify(e, recoveryObjects)
+	tc.checkRecovered(tc.waitMembers("n1", "n2", "n3"))
 }
 
 // A member whose directory was wiped comes back with its id and nothing
@@ -461,8 +389,5 @@ func TestRecoveryMemberWithWipedDirectory(t *testing.T) {
 	if a == answerUnknown || a == answerAbsent || !errors.Is(err, proto.StatusWrongEpoch) {
 		t.Fatalf("n2 asked about epoch %d after losing its directory: %v, %v; want no answer", old.Number, a, err)
 	}
-	e = tc.waitMembers("n1", "n2", "n3")
-	tc.waitRecovered(e)
-	tc.verify(e, recoveryObjects)
-	tc.readAllVia("n2", e, recoveryObjects)
+	tc.checkRecovered(tc.waitMembers("n1", "n2", "n3"))
 }
