@@ -117,6 +117,16 @@ type AsyncBackend interface {
 	Submit(r *Request)
 }
 
+// PluggedBackend is an AsyncBackend that starts a round of requests
+// together, as the block layer plugs a queue: the ublk queue submits the
+// requests it fetched in one round with SubmitPlugged, which may hold them
+// back, and then calls Unplug once, which starts them all. Neither blocks.
+type PluggedBackend interface {
+	AsyncBackend
+	SubmitPlugged(r *Request)
+	Unplug()
+}
+
 // RingFile is a backend kept in one file descriptor, whose reads, writes
 // and flushes the queue submits on its own io_uring, as ublksrv's loop
 // target does: no handoff to another thread, no copy. Operations the ring

@@ -487,19 +487,8 @@ func TestReadSecretFile(t *testing.T) {
 // Client.Close does not wait out the handshake timeout of a dial stuck in
 // its handshake.
 func TestAuthCloseDuringClientHandshake(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		conn, err := l.Accept()
-		if err == nil {
-			accepted <- conn // says nothing: the client waits for a challenge
-		}
-	}()
-	c := NewClient(l.Addr().String(), ClientOptions{Secret: testSecret, HandshakeTimeout: 30 * time.Second, Logger: testLogger(t)})
+	addr, accepted := silentPeer(t) // says nothing: the client waits for a challenge
+	c := NewClient(addr, ClientOptions{Secret: testSecret, HandshakeTimeout: 30 * time.Second, Logger: testLogger(t)})
 	c.Go(&Call{ReqHeader: []byte("x"), Done: func(*Call) {}})
 	select {
 	case conn := <-accepted:

@@ -189,8 +189,29 @@ func NewClient(addr string, opts ClientOptions) *Client {
 func (c *Client) Addr() string { return c.addr }
 
 // Go starts a call and returns at once; call.Done runs when it completes.
+// The connection's writer goroutine sends it, together with whatever else
+// is queued by then.
 func (c *Client) Go(call *Call) {
-	c.submit(call, time.Time{}, false)
+	c.submit(call, time.Time{}, false, true)
+}
+
+// Queue is Go for a batch: it queues the call and does not wake the
+// writer goroutine, so the caller must call Flush once it has queued the
+// batch, as the block layer plugs and unplugs. Flush then writes the batch
+// itself, in one writev and with no hand-off to another thread, which is
+// what a request costs at queue depth 1. (A call left queued is still
+// sent, TimeoutResolution later.)
+func (c *Client) Queue(call *Call) {
+	c.submit(call, time.Time{}, false, false)
+}
+
+// Flush sends the calls queued so far. It never blocks: what the socket
+// does not take at once (or all of it, over TLS) goes to the writer
+// goroutine.
+func (c *Client) Flush() {
+	for _, cc := range c.conns {
+		cc.flush()
+	}
 }
 
 // Do makes a call and waits for it. The call's deadline is the earliest of
@@ -202,7 +223,7 @@ func (c *Client) Do(ctx context.Context, call *Call) error {
 		call.wait = make(chan struct{}, 1)
 	}
 	ctxDeadline, _ := ctx.Deadline()
-	c.submit(call, ctxDeadline, true)
+	c.submit(call, ctxDeadline, true, true)
 	select {
 	case <-call.wait:
 	case <-ctx.Done():
@@ -212,7 +233,7 @@ func (c *Client) Do(ctx context.Context, call *Call) error {
 	return call.Err
 }
 
-func (c *Client) submit(call *Call, ctxDeadline time.Time, waiting bool) {
+func (c *Client) submit(call *Call, ctxDeadline time.Time, waiting, wake bool) {
 	call.Err, call.cc, call.waiting = nil, nil, waiting
 	if c.closed.Load() {
 		call.failNow(ErrClosed)
@@ -235,7 +256,7 @@ func (c *Client) submit(call *Call, ctxDeadline time.Time, waiting bool) {
 	if len(c.conns) > 1 {
 		cc = c.conns[c.next.Add(1)%uint32(len(c.conns))]
 	}
-	cc.enqueue(call, deadline, now)
+	cc.enqueue(call, deadline, now, wake)
 }
 
 // cancel completes call with err if it is still pending.

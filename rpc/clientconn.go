@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -62,8 +63,17 @@ type clientConn struct {
 // session is one TCP connection and its reader and writer goroutines.
 type session struct {
 	conn net.Conn
-	wake chan struct{} // capacity 1: the send queue is not empty
-	dead chan struct{} // closed when the session is dropped
+	raw  syscall.RawConn // conn's socket, for Flush's non-blocking writes; nil for TLS
+	wake chan struct{}   // capacity 1: the send queue is not empty
+	dead chan struct{}   // closed when the session is dropped
+
+	// Writing, under clientConn.mu. writing: the writer goroutine or a
+	// Flush is writing, and writes everything queued before it lets go.
+	// handoff: a Flush could not write a whole batch without blocking and
+	// left the rest in w for the writer goroutine (writing stays set).
+	writing bool
+	handoff bool
+	w       writer
 
 	// Stall detection (see ClientOptions.StallTimeout). Under
 	// clientConn.mu: requests sent whose reply frame has not arrived
@@ -107,7 +117,7 @@ func (s *session) stalledLocked(now time.Time, timeout time.Duration) bool {
 
 // enqueue puts call into the slot table and the send queue, starting a dial
 // if there is no connection.
-func (cc *clientConn) enqueue(call *Call, deadline, now time.Time) {
+func (cc *clientConn) enqueue(call *Call, deadline, now time.Time, wake bool) {
 	cc.mu.Lock()
 	if cc.closed {
 		cc.mu.Unlock()
@@ -140,7 +150,7 @@ func (cc *clientConn) enqueue(call *Call, deadline, now time.Time) {
 	cc.sendq = append(cc.sendq, id)
 	s := cc.sess
 	cc.mu.Unlock()
-	if s != nil {
+	if s != nil && wake {
 		s.signal()
 	}
 }
@@ -228,10 +238,16 @@ func (cc *clientConn) expire(now time.Time, fired []*Call) []*Call {
 			}
 		}
 	}
-	if s := cc.sess; s != nil && s.stalledLocked(now, cc.c.opts.StallTimeout) {
+	s := cc.sess
+	if s != nil && s.stalledLocked(now, cc.c.opts.StallTimeout) {
 		stuck = s
 	}
+	// Calls Queued and never Flushed: the writer goroutine sends them.
+	forgotten := s != nil && len(cc.sendq) > 0 && !s.writing
 	cc.mu.Unlock()
+	if forgotten {
+		s.signal()
+	}
 	if stuck != nil {
 		cc.drop(stuck, connError(cc.c.addr, "i/o",
 			fmt.Errorf("nothing received for %v while requests awaited replies", cc.c.opts.StallTimeout)))
@@ -308,7 +324,7 @@ func (cc *clientConn) dial() {
 		fireAll(fired)
 		return
 	}
-	s := &session{conn: conn, wake: make(chan struct{}, 1), dead: make(chan struct{})}
+	s := &session{conn: conn, raw: rawConn(conn), wake: make(chan struct{}, 1), dead: make(chan struct{})}
 	cc.sess = s
 	cc.backoff = 0
 	cc.c.wg.Add(2)
@@ -321,50 +337,120 @@ func (cc *clientConn) dial() {
 	cc.c.log.Debug().Msg("rpc: connected")
 }
 
-// writer is the state of one session's writer goroutine, kept across
-// batches so that sending allocates nothing.
+// writer is the state of whoever writes a session's requests (its writer
+// goroutine, or a caller of Flush), kept across batches so that sending
+// allocates nothing. Only the holder of session.writing touches it.
 type writer struct {
 	queue []uint64 // the send queue taken from the clientConn
 	batch []int    // slot indices being written
 	hdrs  []byte   // frame headers of the batch
 	iov   [][]byte
-	bufs  net.Buffers
+	bufs  net.Buffers // what is left to write of iov
 	fired []*Call
 }
 
 // writeLoop sends queued calls: it takes the whole send queue, writes it with
 // one writev and repeats until the queue is empty, so concurrent callers
-// share syscalls.
+// share syscalls. While a Flush writes, the loop leaves the queue to it;
+// a Flush whose write would block hands the rest over (session.handoff).
 func (cc *clientConn) writeLoop(s *session) {
 	defer cc.c.wg.Done()
-	var w writer
 	for {
 		select {
 		case <-s.wake:
 		case <-s.dead:
 			return
 		}
-		for {
-			more, err := cc.writeBatch(s, &w)
-			if err != nil {
-				cc.drop(s, connError(cc.c.addr, "write", err))
+		cc.mu.Lock()
+		switch {
+		case cc.sess != s:
+			cc.mu.Unlock()
+			return
+		case s.handoff:
+			s.handoff = false
+			cc.mu.Unlock()
+			if err := cc.finishBatch(s, true); err != nil {
 				return
 			}
-			if !more {
-				break
-			}
+			cc.mu.Lock()
+		case s.writing:
+			cc.mu.Unlock() // a Flush is writing: it takes the queue
+			continue
+		default:
+			s.writing = true
+		}
+		if cc.drainLocked(s, true) != nil {
+			return
 		}
 	}
 }
 
-// writeBatch writes what is in the send queue; more is false when the queue
-// was empty or the session is gone.
-func (cc *clientConn) writeBatch(s *session, w *writer) (more bool, err error) {
-	cc.mu.Lock()
-	if cc.sess != s || len(cc.sendq) == 0 {
+// drainLocked writes batches until the send queue is empty, then gives up
+// s.writing. It is called with cc.mu held and s.writing set by the caller,
+// and returns with cc.mu released. Blocking writes (the writer goroutine)
+// write everything; a non-blocking one (Flush) that cannot hands the rest
+// to the writer goroutine, which then holds s.writing.
+func (cc *clientConn) drainLocked(s *session, blocking bool) error {
+	for {
+		if cc.sess != s {
+			cc.mu.Unlock()
+			return net.ErrClosed
+		}
+		if len(cc.sendq) == 0 {
+			s.writing = false
+			cc.mu.Unlock()
+			return nil
+		}
+		if !cc.takeBatchLocked(s) {
+			continue // only calls that expired while queued
+		}
 		cc.mu.Unlock()
-		return false, nil
+		if !blocking {
+			complete, err := writeNow(s.raw, &s.w.bufs)
+			if err == nil && !complete {
+				cc.mu.Lock()
+				s.handoff = true
+				cc.mu.Unlock()
+				s.signal()
+				return nil
+			}
+			if err != nil {
+				cc.releaseBatch(s)
+				cc.drop(s, connError(cc.c.addr, "write", err))
+				return err
+			}
+		}
+		if err := cc.finishBatch(s, blocking); err != nil {
+			return err
+		}
+		cc.mu.Lock()
 	}
+}
+
+// flush writes the send queue now, on the calling goroutine, as far as the
+// socket takes it without blocking; the writer goroutine writes the rest.
+// Without a raw socket (TLS) the writer goroutine writes it all.
+func (cc *clientConn) flush() {
+	cc.mu.Lock()
+	s := cc.sess
+	if s == nil || s.writing || len(cc.sendq) == 0 {
+		cc.mu.Unlock() // nothing to send, or whoever writes sends it
+		return
+	}
+	if s.raw == nil {
+		cc.mu.Unlock()
+		s.signal()
+		return
+	}
+	s.writing = true
+	cc.drainLocked(s, false)
+}
+
+// takeBatchLocked moves the send queue into the session's writer: frame
+// headers and the iovec of every call still queued. It reports whether
+// there is anything to write.
+func (cc *clientConn) takeBatchLocked(s *session) bool {
+	w := &s.w
 	w.queue, cc.sendq = cc.sendq, w.queue[:0]
 	if need := frameHeaderSize * len(w.queue); cap(w.hdrs) < need {
 		w.hdrs = make([]byte, need)
@@ -391,20 +477,38 @@ func (cc *clientConn) writeBatch(s *session, w *writer) (more bool, err error) {
 		}
 		w.batch = append(w.batch, idx)
 	}
-	if len(w.batch) > 0 {
-		if s.outstanding == 0 {
-			s.busySince = time.Now()
-		}
-		s.outstanding += len(w.batch)
-	}
-	cc.mu.Unlock()
 	if len(w.batch) == 0 {
-		return true, nil
+		return false
 	}
+	if s.outstanding == 0 {
+		s.busySince = time.Now()
+	}
+	s.outstanding += len(w.batch)
 	w.bufs = w.iov
-	_, err = w.bufs.WriteTo(s.conn)
-	clear(w.iov) // drop references to callers' buffers
+	return true
+}
 
+// finishBatch writes what is left of the batch (blocking; nothing is left
+// after a complete non-blocking write) and releases its calls. A write
+// error drops the session.
+func (cc *clientConn) finishBatch(s *session, blocking bool) error {
+	var err error
+	if blocking {
+		_, err = s.w.bufs.WriteTo(s.conn)
+	}
+	cc.releaseBatch(s)
+	if err != nil {
+		cc.drop(s, connError(cc.c.addr, "write", err))
+	}
+	return err
+}
+
+// releaseBatch drops the batch's hold on its calls' buffers, running the
+// Done of calls that finished meanwhile.
+func (cc *clientConn) releaseBatch(s *session) {
+	w := &s.w
+	clear(w.iov) // drop references to callers' buffers
+	w.bufs = nil
 	cc.mu.Lock()
 	for _, idx := range w.batch {
 		if call := cc.releaseLocked(idx); call != nil {
@@ -415,7 +519,6 @@ func (cc *clientConn) writeBatch(s *session, w *writer) (more bool, err error) {
 	fireAll(w.fired)
 	clear(w.fired)
 	w.fired = w.fired[:0]
-	return true, err
 }
 
 // readLoop reads replies until the session fails.

@@ -30,7 +30,14 @@
 // slot table (the request ID is slot index plus a generation, so a late reply
 // to a timed-out call is recognised and discarded), appends the slot to the
 // send queue and wakes the connection's writer goroutine. The writer sends the
-// caller's ReqHeader and ReqBody with writev (net.Buffers), without copying.
+// caller's ReqHeader and ReqBody with writev (net.Buffers), without copying,
+// everything queued by then in one batch. Client.Queue and Client.Flush are
+// the same for a caller that knows its batches (the ublk queue thread, one
+// round of requests at a time): Queue only queues, and Flush writes the
+// queue on the caller's own thread with non-blocking writev, handing to the
+// writer goroutine only what the socket does not take at once. A request
+// then costs no wakeup of another thread, the difference that shows at
+// queue depth 1.
 // The reader goroutine reads each reply header and then the reply straight
 // into the caller's RespHeader and RespBody buffers. One ticker per Client
 // expires calls past their deadline. While the transport still uses a call's
@@ -46,14 +53,19 @@
 // exponential backoff after failed dials (calls made during the backoff fail
 // fast with ErrConnection, so a caller can turn to another replica).
 //
-// Done runs on the client's reader, writer or deadline goroutine (or a
-// fresh one for calls that fail before entering a connection); it must not
+// Done runs on the client's reader, writer or deadline goroutine, on the
+// goroutine calling Flush (for calls that failed while it wrote them), or on
+// a fresh one for calls that fail before entering a connection; it must not
 // block, may resubmit its Call, and must not call Client.Close.
 //
 // # Server
 //
-// Each connection has a reader goroutine, a bounded set of worker goroutines
-// (at most MaxInFlightPerConn, started on demand) and a writer goroutine.
+// Each connection has a reader goroutine and a bounded set of worker
+// goroutines (at most MaxInFlightPerConn, started on demand). A worker
+// writes its own reply, and every other reply queued by the time it
+// writes, unless another worker is writing already, which then writes its
+// reply too: no writer goroutine to wake, and still one writev per batch
+// under load.
 // Request bytes are read into pooled buffers; Response.Buf hands the handler
 // pooled buffers that are released once the reply has been written.
 // Shutdown stops reading new requests, lets in-flight handlers finish, flushes

@@ -123,3 +123,21 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// silentPeer listens on loopback and accepts one connection, which it
+// hands over on the channel and never reads from or writes to.
+func silentPeer(t testing.TB) (addr string, accepted <-chan net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	ch := make(chan net.Conn, 1)
+	go func() {
+		if conn, err := l.Accept(); err == nil {
+			ch <- conn
+		}
+	}()
+	return l.Addr().String(), ch
+}

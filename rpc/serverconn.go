@@ -45,8 +45,12 @@ func (call *serverCall) release() {
 	serverCallPool.Put(call)
 }
 
-// serverConn serves one connection: a reader (serve), up to
-// MaxInFlightPerConn workers and a writer.
+// serverConn serves one connection: a reader (serve) and up to
+// MaxInFlightPerConn workers. There is no writer goroutine: a worker that
+// finishes a call writes the replies queued so far itself, unless another
+// worker is writing, which then takes its reply too (see handle). So a
+// reply costs no hand-off to another goroutine, and under load one writev
+// still carries many replies.
 type serverConn struct {
 	s      *Server
 	conn   net.Conn
@@ -61,25 +65,21 @@ type serverConn struct {
 	workers  int // started so far; only the reader touches it
 	workerWG sync.WaitGroup
 
-	mu         sync.Mutex
-	replies    []*serverCall
-	wake       chan struct{}
-	writerStop chan struct{}
-	writerDone chan struct{}
-	broken     bool // a write failed: replies are dropped; writer-owned
+	mu      sync.Mutex
+	replies []*serverCall
+	writing bool        // a worker is writing replies: it writes all queued
+	w       replyWriter // the writing worker's state
+	broken  bool        // a write failed: replies are dropped; writer-owned
 }
 
 func newServerConn(s *Server, conn net.Conn) *serverConn {
 	return &serverConn{
-		s:          s,
-		conn:       conn,
-		remote:     conn.RemoteAddr(),
-		br:         bufio.NewReaderSize(conn, readBufferSize),
-		inFlight:   make(chan struct{}, s.opts.MaxInFlightPerConn),
-		work:       make(chan *serverCall),
-		wake:       make(chan struct{}, 1),
-		writerStop: make(chan struct{}),
-		writerDone: make(chan struct{}),
+		s:        s,
+		conn:     conn,
+		remote:   conn.RemoteAddr(),
+		br:       bufio.NewReaderSize(conn, readBufferSize),
+		inFlight: make(chan struct{}, s.opts.MaxInFlightPerConn),
+		work:     make(chan *serverCall),
 	}
 }
 
@@ -94,18 +94,16 @@ func (sc *serverConn) serve() {
 			return
 		}
 	}
-	go sc.writeLoop()
 	if err := sc.readLoop(); err != nil {
 		sc.logReadError(err)
 	}
 	// Whatever ended the reading (a bad frame, the client's EOF, Shutdown),
 	// requests already read are still answered before the connection
-	// closes; Close cuts this short by closing the connection, which fails
-	// the writer.
+	// closes: every worker has queued its reply, and a writing worker
+	// returns only once the queue is empty. Close cuts this short by
+	// closing the connection, which fails the writes.
 	close(sc.work)
 	sc.workerWG.Wait()
-	close(sc.writerStop)
-	<-sc.writerDone
 	sc.conn.Close()
 }
 
@@ -217,11 +215,15 @@ func (sc *serverConn) handle(call *serverCall) {
 	}
 	sc.mu.Lock()
 	sc.replies = append(sc.replies, call)
-	sc.mu.Unlock()
-	select {
-	case sc.wake <- struct{}{}:
-	default:
+	if sc.writing {
+		sc.mu.Unlock() // the writing worker takes this reply too
+		return
 	}
+	sc.writing = true
+	for sc.writeBatchLocked() {
+	}
+	sc.writing = false
+	sc.mu.Unlock()
 }
 
 // callHandler runs the handler, turning a panic into an error reply so one
@@ -236,7 +238,7 @@ func (sc *serverConn) callHandler(call *serverCall) (err error) {
 	return sc.s.h.ServeRPC(sc.s.ctx, &call.req, &call.resp)
 }
 
-// replyWriter is the writer goroutine's reusable state.
+// replyWriter is the reusable state of whichever worker writes.
 type replyWriter struct {
 	batch []*serverCall
 	hdrs  []byte
@@ -244,35 +246,18 @@ type replyWriter struct {
 	bufs  net.Buffers
 }
 
-// writeLoop writes replies in batches, one writev per drained queue, until
-// the workers are done and the last replies are flushed.
-func (sc *serverConn) writeLoop() {
-	defer close(sc.writerDone)
-	var w replyWriter
-	for {
-		stop := false
-		select {
-		case <-sc.wake:
-		case <-sc.writerStop:
-			stop = true
-		}
-		for sc.writeBatch(&w) {
-		}
-		if stop {
-			return
-		}
-	}
-}
-
-// writeBatch writes the queued replies and releases them; it returns false
-// when the queue was empty.
-func (sc *serverConn) writeBatch(w *replyWriter) bool {
-	sc.mu.Lock()
+// writeBatchLocked writes the queued replies and releases them; it
+// returns false, still holding sc.mu, when the queue was empty. It is
+// called with sc.mu held and sc.writing set, and drops the lock while it
+// writes.
+func (sc *serverConn) writeBatchLocked() bool {
+	w := &sc.w
 	w.batch, sc.replies = sc.replies, w.batch[:0]
-	sc.mu.Unlock()
 	if len(w.batch) == 0 {
 		return false
 	}
+	sc.mu.Unlock()
+	defer sc.mu.Lock()
 	if !sc.broken {
 		if need := frameHeaderSize * len(w.batch); cap(w.hdrs) < need {
 			w.hdrs = make([]byte, need)

@@ -20,7 +20,9 @@ import (
 // queue's ring is reading; later ones only push.
 type dispatcher struct {
 	be      backend.Backend
-	async   backend.AsyncBackend // nil for synchronous backends
+	async   backend.AsyncBackend   // nil for synchronous backends
+	plugged backend.PluggedBackend // nil unless the backend batches rounds
+	held    bool                   // requests were submitted plugged since the last unplug
 	reqs    []backend.Request
 	next    []int32      // next[tag]: the tag below it on the done stack
 	head    atomic.Int32 // top of the done stack, -1 when empty
@@ -48,6 +50,7 @@ func newDispatcher(be backend.Backend, depth int, efd int) *dispatcher {
 	}
 	if a, ok := be.(backend.AsyncBackend); ok {
 		d.async = a
+		d.plugged, _ = be.(backend.PluggedBackend)
 		return d
 	}
 	if in, ok := be.(backend.InlineServer); ok && in.ServesInline() {
@@ -67,13 +70,32 @@ func newDispatcher(be backend.Backend, depth int, efd int) *dispatcher {
 
 // dispatch starts request r (already filled in by the queue).
 func (d *dispatcher) dispatch(r *backend.Request) {
-	if d.async != nil {
+	switch {
+	case d.plugged != nil:
+		d.inline.Store(true)
+		d.plugged.SubmitPlugged(r)
+		d.inline.Store(false)
+		d.held = true
+	case d.async != nil:
 		d.inline.Store(true)
 		d.async.Submit(r)
 		d.inline.Store(false)
+	default:
+		d.kick[r.Tag] <- struct{}{}
+	}
+}
+
+// unplug starts the requests of the round that a PluggedBackend held back.
+// The queue calls it once per round, after dispatching and before
+// draining.
+func (d *dispatcher) unplug() {
+	if !d.held {
 		return
 	}
-	d.kick[r.Tag] <- struct{}{}
+	d.held = false
+	d.inline.Store(true)
+	d.plugged.Unplug()
+	d.inline.Store(false)
 }
 
 // inlineServer serves a synchronous backend's requests on the calling

@@ -224,6 +224,9 @@ func (q *queue) run(ready chan<- error) error {
 			return err
 		}
 		ring.Reap(q.onCQE)
+		// The round's requests go out together: one write per node for
+		// the sheep backend, from this thread.
+		q.disp.unplug()
 		// Requests an inline backend (null, mem) finished during the reap
 		// go back in this same round, with no eventfd trip.
 		q.disp.drain(q.finish)

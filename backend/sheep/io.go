@@ -102,11 +102,28 @@ func (st *ioState) finishOne() {
 // Submit starts a request; it never blocks. r.Done runs once it is done,
 // from an rpc or retry-timer goroutine (or from Submit itself for requests
 // that need no network, or fail before any).
-func (b *Backend) Submit(r *backend.Request) { b.submit(r, nil) }
+func (b *Backend) Submit(r *backend.Request) { b.submit(r, nil, false) }
+
+// SubmitPlugged is Submit that only queues the request's calls on their
+// connections; Unplug sends everything queued. The ublk queue submits a
+// round of requests this way and then unplugs once, so a round costs one
+// writev per node, written by the queue thread itself: no writer
+// goroutine has to wake up for it.
+func (b *Backend) SubmitPlugged(r *backend.Request) { b.submit(r, nil, true) }
+
+// Unplug sends the calls SubmitPlugged queued, on every node's connection.
+// It never blocks (rpc.Client.Flush).
+func (b *Backend) Unplug() {
+	for _, p := range b.topo.Load().peers {
+		if c := p.conn.Load(); c != nil {
+			c.Flush()
+		}
+	}
+}
 
 // submit is Submit that also stores the request's error in *errOut (if
 // not nil) before r.Done.
-func (b *Backend) submit(r *backend.Request, errOut *error) {
+func (b *Backend) submit(r *backend.Request, errOut *error, plugged bool) {
 	b.inflight.Add(1)
 	if err := b.refuse(); err != nil {
 		b.inflight.Add(-1)
@@ -160,7 +177,7 @@ func (b *Backend) submit(r *backend.Request, errOut *error) {
 	// before the next is sent.
 	st.pending.Store(int32(st.np))
 	for i := range st.np {
-		st.pieces[i].start()
+		st.pieces[i].start(plugged)
 	}
 }
 

@@ -20,6 +20,13 @@ import (
 // small objects so requests straddle object boundaries, and checks every
 // read and the final content against an in-memory model.
 func TestRandomOpsAgainstModel(t *testing.T) {
+	t.Run("submit", func(t *testing.T) { randomOpsAgainstModel(t, false) })
+	// SubmitPlugged holds requests until Unplug, as the ublk queue uses it:
+	// batches of random sizes, unplugged before every wait.
+	t.Run("plugged", func(t *testing.T) { randomOpsAgainstModel(t, true) })
+}
+
+func randomOpsAgainstModel(t *testing.T, plugged bool) {
 	c, err := local.Start(context.Background(), local.Options{
 		Dir: t.TempDir(), Nodes: 4, Copies: 2, ObjectSize: 64 << 10, NodeCapacity: 1 << 40,
 	})
@@ -62,6 +69,9 @@ func TestRandomOpsAgainstModel(t *testing.T) {
 		return false
 	}
 	complete := func() {
+		if plugged {
+			b.Unplug()
+		}
 		r := <-done
 		delete(busy, r)
 		var o *op
@@ -124,7 +134,14 @@ func TestRandomOpsAgainstModel(t *testing.T) {
 		}
 		counts[r.Op]++
 		busy[r] = true
-		b.Submit(r)
+		if !plugged {
+			b.Submit(r)
+			continue
+		}
+		b.SubmitPlugged(r)
+		if rng.IntN(4) == 0 {
+			b.Unplug()
+		}
 	}
 	for len(busy) > 0 {
 		complete()

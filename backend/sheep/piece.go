@@ -111,15 +111,16 @@ func (p *piece) plan(t *topology) error {
 	return nil
 }
 
-// start runs the first round of a planned piece.
-func (p *piece) start() {
+// start runs the first round of a planned piece. Plugged: its calls are
+// only queued, and the submitter's Unplug sends them (see Backend.Unplug).
+func (p *piece) start(plugged bool) {
 	p.backoff, p.lastErr, p.fatal = 0, nil, nil
-	p.round()
+	p.round(plugged)
 }
 
 // round sends the piece: an update to every target not yet acknowledged
 // in this epoch, a read to its first replica.
-func (p *piece) round() {
+func (p *piece) round(plugged bool) {
 	p.mu.Lock()
 	p.wantEpoch, p.catchUp = 0, false
 	var todo uint32
@@ -129,12 +130,12 @@ func (p *piece) round() {
 	}
 	p.mu.Unlock()
 	if p.op == proto.OpRead {
-		p.sendRead()
+		p.sendRead(plugged)
 		return
 	}
 	for i := range p.ntarget {
 		if todo&(1<<i) != 0 {
-			p.subs[i].send()
+			p.subs[i].send(plugged)
 		}
 	}
 }
@@ -142,7 +143,7 @@ func (p *piece) round() {
 // sendRead sends the read to the next replica that can take it: first
 // those registered (up) with a verified connection, then, in a second
 // pass, those merely connected. None left ends the round.
-func (p *piece) sendRead() {
+func (p *piece) sendRead(plugged bool) {
 	t := p.topo
 	for ; p.attempt < 2*p.nrep; p.attempt++ {
 		pe := t.peers[p.reps[p.attempt%p.nrep]]
@@ -152,7 +153,7 @@ func (p *piece) sendRead() {
 		}
 		s := &p.subs[0]
 		s.peer = pe
-		s.send()
+		s.send(plugged)
 		return
 	}
 	if p.lastErr == nil {
@@ -161,8 +162,9 @@ func (p *piece) sendRead() {
 	p.roundEnd()
 }
 
-// send (re)sends the sub-call to its peer with the piece's epoch.
-func (s *subCall) send() {
+// send (re)sends the sub-call to its peer with the piece's epoch; plugged,
+// it only queues it.
+func (s *subCall) send(plugged bool) {
 	p := s.piece
 	b := p.st.b
 	timeout := b.opts.CallTimeout
@@ -188,6 +190,10 @@ func (s *subCall) send() {
 	if conn == nil {
 		c.Err = errNotConnected
 		s.done(c)
+		return
+	}
+	if plugged {
+		conn.Queue(c)
 		return
 	}
 	conn.Go(c)
@@ -220,7 +226,7 @@ func (s *subCall) done(*rpc.Call) {
 		p.noteLocked(s, nodeEpoch, err)
 		p.mu.Unlock()
 		p.attempt++
-		p.sendRead()
+		p.sendRead(false)
 		return
 	}
 	p.mu.Lock()
@@ -355,7 +361,7 @@ func (p *piece) retry() {
 			return
 		}
 	}
-	p.round()
+	p.round(false)
 }
 
 // timeoutErr is the piece's error once its io-timeout passed. The last

@@ -19,7 +19,7 @@ func (b *Backend) do(op backend.Op, p []byte, off int64, length int) error {
 	r := &backend.Request{Op: op, Offset: off, Length: length, Buf: p}
 	r.Bind(w, 0)
 	var err error
-	b.submit(r, &err)
+	b.submit(r, &err, false)
 	<-w
 	if err != nil {
 		return fmt.Errorf("%v of %d bytes at %d on vdi %s: %w", op, length, off, b.vdi.Name, err)

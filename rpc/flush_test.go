@@ -1,0 +1,144 @@
+package rpc
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Batches Queued and Flushed by several goroutines at once, with bodies
+// large enough that the socket often cannot take a batch at once (the rest
+// then goes to the writer goroutine), and Go calls mixed in: every reply
+// is checked byte for byte.
+func TestQueueFlushBatches(t *testing.T) {
+	randomPool := make([]byte, 4<<20)
+	rand.NewChaCha8([32]byte{42}).Read(randomPool)
+	ts := startServer(t, checksumHandler{}, ServerOptions{})
+	c := newTestClient(t, ts.addr, ClientOptions{})
+	const goroutines, rounds, batch = 4, 40, 16
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*rounds*batch)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 3))
+			calls := make([]*Call, batch)
+			for i := range calls {
+				calls[i] = &Call{ReqHeader: make([]byte, 12), RespHeader: make([]byte, 12), RespBody: make([]byte, 1<<20)}
+			}
+			for r := range rounds {
+				var done sync.WaitGroup
+				for i, call := range calls {
+					size := rng.IntN(4 << 10)
+					if rng.IntN(4) == 0 {
+						size = rng.IntN(1 << 20)
+					}
+					off := rng.IntN(len(randomPool) - size + 1)
+					call.ReqHeader = delayHeader(call.ReqHeader, uint64(g)<<32|uint64(r*batch+i), 0)
+					call.ReqBody = randomPool[off : off+size]
+					call.RespHeader = call.RespHeader[:cap(call.RespHeader)]
+					call.RespBody = call.RespBody[:cap(call.RespBody)]
+					call.Done = func(call *Call) {
+						if err := checkReply(call); err != nil {
+							errs <- err
+						}
+						done.Done()
+					}
+					done.Add(1)
+					if i%5 == 4 {
+						c.Go(call)
+					} else {
+						c.Queue(call)
+					}
+				}
+				c.Flush()
+				done.Wait()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// A call Queued and never Flushed is still sent (by the deadline scanner's
+// kick of the writer goroutine), well before its deadline.
+func TestQueueWithoutFlushIsSent(t *testing.T) {
+	ts := startServer(t, checksumHandler{}, ServerOptions{})
+	c := newTestClient(t, ts.addr, ClientOptions{CallTimeout: 20 * time.Second})
+	done := make(chan *Call, 1)
+	for i := range 3 { // the first dials; the others go over the live session
+		call := &Call{ReqHeader: delayHeader(make([]byte, 12), uint64(i), 0), ReqBody: []byte("not flushed"),
+			RespHeader: make([]byte, 12), RespBody: make([]byte, 64), Done: func(call *Call) { done <- call }}
+		c.Queue(call)
+		select {
+		case call := <-done:
+			if err := checkReply(call); err != nil {
+				t.Fatalf("call %d: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("call %d, queued without Flush, was not answered in 10 s", i)
+		}
+	}
+}
+
+// Flush never waits for the peer: against a server that does not read,
+// it returns with the socket full and the writer goroutine holding the
+// rest; the calls then fail (the stall timeout closes the connection and
+// so frees the calls stuck in the blocked write), not hang.
+func TestFlushDoesNotBlock(t *testing.T) {
+	addr, accepted := silentPeer(t)
+	c := newTestClient(t, addr, ClientOptions{CallTimeout: time.Second, StallTimeout: 2 * time.Second})
+	body := bytes.Repeat([]byte{7}, 1<<20)
+	const n = 32
+	failed := make(chan error, n)
+	flushed := make(chan struct{})
+	go func() {
+		for range 2 { // the first Flush may find the session still dialing
+			for range n / 2 {
+				c.Queue(&Call{ReqHeader: make([]byte, 8), ReqBody: body, RespHeader: make([]byte, 12),
+					Done: func(call *Call) { failed <- call.Err }})
+			}
+			c.Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+		close(flushed)
+	}()
+	select {
+	case <-flushed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Flush blocked on a peer that does not read")
+	}
+	conn := <-accepted
+	defer conn.Close()
+	for range n {
+		select {
+		case err := <-failed:
+			if err == nil {
+				t.Fatal("a call succeeded against a server that never answers")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a call to a peer that does not read did not fail")
+		}
+	}
+}
+
+func TestAdvance(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{{0, "ab|cde||f"}, {1, "b|cde||f"}, {2, "cde||f"}, {4, "e||f"}, {5, "f"}, {6, ""}} {
+		bufs := net.Buffers{[]byte("ab"), []byte("cde"), nil, []byte("f")}
+		advance(&bufs, tc.n)
+		got := string(bytes.Join(bufs, []byte("|")))
+		if got != tc.want {
+			t.Errorf("advance %d: got %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,135 @@
+#!/bin/sh
+# Measurement, not a test (never in the default suite): what one request
+# costs on the network paths, nbd-server + the kernel's nbd client against
+# ublk sheep with one node (copies=1), in one boot:
+#   out/lab/lab run --kernel 6.12 --go-test= sheep-cost.sh
+# For each job it samples, between the end of fio's ramp and its end, the
+# CPU time (utime+stime) and the context switches of the block driver's
+# user-space side (the ublk daemon; nothing for nbd, whose client is in
+# the kernel), of the server (the process running the sheep node, or
+# nbd-server), and the whole guest's busy time, and divides by the
+# requests fio completed. With ./alt/ublkctl and ./alt/dog beside this
+# script (another build), the same jobs also run on them ("sheep-alt"),
+# for an A/B of two builds in one boot.
+# Prints one "COST" line per device, job and repetition.
+. ./lib.sh
+need_ublkctl
+[ -x "$DOG" ] || skip "dog is not in the image"
+[ -b /dev/nbd0 ] && [ -x /usr/bin/nbd-server ] || skip "no nbd in this image"
+
+RUNTIME=${COST_RUNTIME:-5}
+RAMP=2
+SIZE_MB=256
+HZ=100 # USER_HZ: /proc/*/stat counts CPU time in 1/100 s
+data=$SCRATCH/cost
+rm -rf "$data"
+mkdir -p "$data"
+
+cleanup_extra() {
+	nbd_stop
+	[ -n "$CPID" ] && kill "$CPID" 2>/dev/null && wait "$CPID" 2>/dev/null
+	CPID=
+}
+
+# cpu PIDS...: utime+stime of the processes, in ticks.
+cpu() {
+	_t=0
+	for _p in "$@"; do
+		_t=$((_t + $(awk '{print $14 + $15}' /proc/"$_p"/stat 2>/dev/null || echo 0)))
+	done
+	echo $_t
+}
+
+# switches PIDS...: context switches of every thread of the processes.
+switches() {
+	cat $(for _p in "$@"; do echo /proc/"$_p"/task/*/status; done) 2>/dev/null |
+		awk '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print s + 0}'
+}
+
+# busy: the guest's non-idle CPU time, in ticks.
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+
+# measure LABEL DEV JOB DRIVER_PIDS SERVER_PIDS: runs the job and prints its COST line.
+measure() {
+	_label=$1 _dev=$2 _job=$3 _drv=$4 _srv=$5
+	set -- $_job
+	$FIO --name=j --filename="$_dev" --rw=$1 --bs=4k --iodepth=$2 --numjobs=$3 --direct=1 --ioengine=io_uring \
+		--runtime=$RUNTIME --ramp_time=$RAMP --time_based --size=${SIZE_MB}M --group_reporting \
+		--output-format=json >"$WORK/fio.json" 2>"$WORK/fio.err" &
+	_fio=$!
+	sleep $RAMP
+	_d0=$(cpu $_drv) _s0=$(cpu $_srv) _b0=$(busy) _dw0=$(switches $_drv) _sw0=$(switches $_srv)
+	wait $_fio || fail "fio $_job on $_label: $(tail -n 2 "$WORK/fio.err")"
+	_d1=$(cpu $_drv) _s1=$(cpu $_srv) _b1=$(busy) _dw1=$(switches $_drv) _sw1=$(switches $_srv)
+	_iops=$($JQ -r '.jobs[0] | (.read.iops + .write.iops) | floor' "$WORK/fio.json")
+	_lat=$($JQ -r '.jobs[0] | [.read, .write] | map(select(.io_bytes > 0)) | .[0].clat_ns.percentile["99.000000"] / 1000 | floor' "$WORK/fio.json")
+	awk -v l="$_label" -v j="$1/qd$2x$3" -v n="$_iops" -v t="$RUNTIME" -v hz=$HZ -v p99="$_lat" \
+		-v d=$((_d1 - _d0)) -v s=$((_s1 - _s0)) -v b=$((_b1 - _b0)) -v dw=$((_dw1 - _dw0)) -v sw=$((_sw1 - _sw0)) 'BEGIN {
+		r = n * t; if (r < 1) r = 1; us = 1e6 / hz / r
+		printf "COST rep=%s dev=%s job=%s iops=%d p99_us=%s cpu_us_per_req: driver=%.0f server=%.0f guest=%.0f switches_per_req: driver=%.2f server=%.2f\n",
+			ENVIRON["REP"], l, j, n, p99, d * us, s * us, b * us, dw / r, sw / r }'
+}
+
+nbd_start() {
+	dd if=/dev/zero of="$data/nbd.img" bs=1M count=$SIZE_MB 2>/dev/null
+	printf '[generic]\nuser = root\ngroup = root\nlistenaddr = 127.0.0.1\nport = 10809\n[bench]\nexportname = %s\n' \
+		"$data/nbd.img" >"$WORK/nbd.conf"
+	/usr/bin/nbd-server -C "$WORK/nbd.conf" -p "$WORK/nbd.pid" >"$WORK/nbd.log" 2>&1 || fail "nbd-server: $(cat "$WORK/nbd.log")"
+	_i=0
+	until /usr/sbin/nbd-client -N bench 127.0.0.1 10809 /dev/nbd0 -b 4096 >"$WORK/nbd-client.log" 2>&1; do
+		_i=$((_i + 1))
+		[ $_i -lt 20 ] || fail "nbd-client: $(cat "$WORK/nbd-client.log")"
+		sleep 0.5
+	done
+	dd if=/dev/urandom of=/dev/nbd0 bs=1M count=$SIZE_MB oflag=direct 2>/dev/null
+}
+nbd_stop() {
+	/usr/sbin/nbd-client -d /dev/nbd0 >/dev/null 2>&1
+	[ -f "$WORK/nbd.pid" ] && kill "$(cat "$WORK/nbd.pid")" 2>/dev/null
+	rm -f "$WORK/nbd.pid"
+	sleep 0.5
+}
+
+# sheep_start DIR UBLKCTL DOG: one node, copies=1, a prefilled VDI; sets DEV and CPID.
+sheep_start() {
+	rm -rf "$1"
+	"$3" cluster start-local --dir "$1" --nodes 1 --copies 1 >"$WORK/cluster.log" 2>&1 &
+	CPID=$!
+	_i=0
+	until [ -f "$1/secret" ] && _n=$("$3" node list --json --secret-file "$1/secret" 2>/dev/null) &&
+		echo "$_n" | $JQ -e 'length == 1 and all(.[]; .state == "up")' >/dev/null 2>&1; do
+		_i=$((_i + 1))
+		[ $_i -lt 600 ] || fail "the one-node cluster did not come up: $(tail -n 3 "$WORK/cluster.log")"
+		sleep 0.1
+	done
+	"$3" vdi create cost ${SIZE_MB}M >/dev/null || fail "dog vdi create"
+	DEV=$("$2" add -t sheep --vdi cost -q 1 -d 128 --secret-file "$1/secret") || fail "ublkctl add -t sheep"
+	dd if=/dev/urandom of="$DEV" bs=1M count=$SIZE_MB oflag=direct 2>/dev/null
+}
+sheep_stop() {
+	"$1" del -a
+	kill "$CPID" 2>/dev/null && wait "$CPID" 2>/dev/null
+	CPID=
+}
+
+JOBS="randread 1 1
+randread 32 2
+randwrite 32 2"
+
+run_sheep() { # label ublkctl dog
+	sheep_start "$data/$1" "$2" "$3"
+	_drv=$("$2" list --json | $JQ -r '.[0].pid')
+	echo "$JOBS" | while read -r job; do measure "$1" "$DEV" "$job" "$_drv" "$CPID"; done
+	sheep_stop "$2"
+}
+
+for REP in 1 2; do
+	export REP
+	nbd_start
+	srv=$(pidof nbd-server)
+	echo "$JOBS" | while read -r job; do measure nbd /dev/nbd0 "$job" "" "$srv"; done
+	nbd_stop
+	run_sheep sheep "$UBLKCTL" "$DOG"
+	[ -x ./alt/ublkctl ] && [ -x ./alt/dog ] && run_sheep sheep-alt ./alt/ublkctl ./alt/dog
+done
+exit 0
