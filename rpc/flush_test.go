@@ -2,6 +2,8 @@ package rpc
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -140,5 +142,67 @@ func TestAdvance(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("advance %d: got %q, want %q", tc.n, got, tc.want)
 		}
+	}
+}
+
+// The deadline scanner ticks while calls are pending and sleeps while the
+// client is idle; a call made after an idle spell still times out.
+func TestIdleClientDoesNotTick(t *testing.T) {
+	ts := startServer(t, checksumHandler{}, ServerOptions{})
+	c := newTestClient(t, ts.addr, ClientOptions{TimeoutResolution: 5 * time.Millisecond})
+	slow := &Call{ReqHeader: delayHeader(make([]byte, 12), 1, 300*time.Millisecond), RespHeader: make([]byte, 12)}
+	start := c.scans.Load()
+	if err := c.Do(context.Background(), slow); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.scans.Load() - start; n < 10 {
+		t.Fatalf("%d deadline passes during a 300 ms call at a 5 ms resolution, want many", n)
+	}
+	idle := c.scans.Load()
+	time.Sleep(300 * time.Millisecond)
+	if n := c.scans.Load() - idle; n > 2 {
+		t.Fatalf("%d deadline passes while idle, want at most the one in flight", n)
+	}
+	late := &Call{ReqHeader: delayHeader(make([]byte, 12), 2, 2*time.Second), RespHeader: make([]byte, 12),
+		Deadline: time.Now().Add(50 * time.Millisecond)}
+	if err := c.Do(context.Background(), late); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("call after an idle spell: %v, want ErrTimeout", err)
+	}
+}
+
+// An InlineHandler's lone requests are served on the reader: the
+// connection starts no worker for them. Requests it does not pick, and
+// requests that arrive while others wait to be read, still go to workers.
+func TestInlineRequestsNeedNoWorker(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		h           Handler
+		wantWorkers bool
+	}{{"inline", inlineChecksumHandler{}, false}, {"not-inline", checksumHandler{}, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startServer(t, tc.h, ServerOptions{})
+			c := newTestClient(t, ts.addr, ClientOptions{})
+			call := &Call{ReqHeader: delayHeader(make([]byte, 12), 0, 0), ReqBody: []byte("alone"),
+				RespHeader: make([]byte, 12), RespBody: make([]byte, 16)}
+			for i := range 50 {
+				call.ReqHeader = delayHeader(call.ReqHeader, uint64(i), 0)
+				call.RespHeader, call.RespBody = call.RespHeader[:12], call.RespBody[:16]
+				if err := c.Do(context.Background(), call); err != nil {
+					t.Fatal(err)
+				}
+				if err := checkReply(call); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ts.mu.Lock()
+			workers := 0
+			for sc := range ts.conns {
+				workers += int(sc.workers.Load())
+			}
+			ts.mu.Unlock()
+			if got := workers > 0; got != tc.wantWorkers {
+				t.Fatalf("%d worker goroutines after 50 lone requests; want workers: %v", workers, tc.wantWorkers)
+			}
+		})
 	}
 }

@@ -82,6 +82,14 @@ func (checksumHandler) ServeRPC(ctx context.Context, req *Request, resp *Respons
 	return nil
 }
 
+// inlineChecksumHandler is checksumHandler serving requests that ask for
+// no delay on the connection's reader (InlineHandler).
+type inlineChecksumHandler struct{ checksumHandler }
+
+func (inlineChecksumHandler) Inline(req *Request) bool {
+	return len(req.Header) < 12 || binary.LittleEndian.Uint32(req.Header[8:]) == 0
+}
+
 // checkReply verifies a checksumHandler reply to call.
 func checkReply(call *Call) error {
 	if call.Err != nil {

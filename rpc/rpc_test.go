@@ -15,11 +15,16 @@ import (
 // Many goroutines, random sizes, random handler delays (so replies come back
 // out of order), each goroutine reusing one Call; every byte is checked.
 func TestRoundTripRandomSizesConcurrent(t *testing.T) {
-	for _, conns := range []int{1, 3} {
-		t.Run(map[int]string{1: "one-conn", 3: "three-conns"}[conns], func(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		conns int
+		h     Handler
+	}{{"one-conn", 1, checksumHandler{}}, {"three-conns", 3, checksumHandler{}}, {"inline", 1, inlineChecksumHandler{}}} {
+		conns := tc.conns
+		t.Run(tc.name, func(t *testing.T) {
 			randomPool := make([]byte, 2<<20)
 			rand.NewChaCha8([32]byte{byte(conns)}).Read(randomPool)
-			ts := startServer(t, checksumHandler{}, ServerOptions{})
+			ts := startServer(t, tc.h, ServerOptions{})
 			c := newTestClient(t, ts.addr, ClientOptions{Conns: conns})
 			const callers, callsEach = 16, 60
 			var wg sync.WaitGroup

@@ -30,6 +30,19 @@ type Handler interface {
 	ServeRPC(ctx context.Context, req *Request, resp *Response) error
 }
 
+// InlineHandler is a Handler that names requests quick enough to serve on
+// the connection's reader goroutine itself. The server does so when
+// nothing else from the client is waiting to be read (a lone request, or
+// the last of a batch): no hand-off to a worker goroutine, which on a
+// small machine is most of what such a request costs. While an inline
+// request runs the connection reads nothing more, so Inline must pick only
+// requests that never wait for anything but the local disk (not for the
+// network, a lock held across such a wait, or an fsync).
+type InlineHandler interface {
+	Handler
+	Inline(req *Request) bool
+}
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, req *Request, resp *Response) error
 
@@ -103,10 +116,11 @@ type ServerOptions struct {
 
 // Server serves a Handler on any number of listeners.
 type Server struct {
-	h    Handler
-	opts ServerOptions
-	lim  frameLimits
-	log  zerolog.Logger
+	h      Handler
+	inline InlineHandler // h, when it names inline requests
+	opts   ServerOptions
+	lim    frameLimits
+	log    zerolog.Logger
 
 	ctx    context.Context // handlers' context
 	cancel context.CancelFunc
@@ -146,6 +160,7 @@ func NewServer(h Handler, opts ServerOptions) *Server {
 		handshakes: make(chan struct{}, opts.MaxHandshakes),
 		refusalLog: newRefusalLog(opts.Logger),
 	}
+	s.inline, _ = h.(InlineHandler)
 	s.ctx, s.cancel = context.WithCancel(opts.Context)
 	return s
 }

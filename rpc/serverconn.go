@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // serverCall is one request being served, pooled with its buffer list.
@@ -62,7 +63,7 @@ type serverConn struct {
 
 	inFlight chan struct{} // semaphore: requests read and not yet replied to
 	work     chan *serverCall
-	workers  int // started so far; only the reader touches it
+	workers  atomic.Int32 // started so far; only the reader changes it
 	workerWG sync.WaitGroup
 
 	mu      sync.Mutex
@@ -136,6 +137,10 @@ func (sc *serverConn) readLoop() error {
 			}
 			return err
 		}
+		if in := sc.s.inline; in != nil && sc.br.Buffered() == 0 && in.Inline(&call.req) {
+			sc.handle(call) // nothing else is waiting: serve it here
+			continue
+		}
 		sc.dispatch(call)
 	}
 }
@@ -182,8 +187,8 @@ func (sc *serverConn) dispatch(call *serverCall) {
 		return
 	default:
 	}
-	if sc.workers < cap(sc.inFlight) {
-		sc.workers++
+	if int(sc.workers.Load()) < cap(sc.inFlight) {
+		sc.workers.Add(1)
 		sc.workerWG.Add(1)
 		go sc.worker()
 	}

@@ -57,6 +57,15 @@ func (c *vdiCache) refresh(ctx context.Context) (map[uint32]int, error) {
 	return m, nil
 }
 
+// known reports whether copies(id) would answer from the table, without
+// asking etcd.
+func (c *vdiCache) known(id uint32) bool {
+	c.mu.Lock()
+	_, ok := c.table[id]
+	c.mu.Unlock()
+	return ok
+}
+
 // copies is the copies of VDI id; errUnknownVDI if the cluster has none.
 func (c *vdiCache) copies(ctx context.Context, id uint32) (int, error) {
 	c.mu.Lock()

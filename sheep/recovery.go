@@ -273,6 +273,13 @@ func (r *recoverer) ready(ctx, pctx context.Context, cur, prev *epochView, prevC
 	return err
 }
 
+// quick reports whether admit would answer a request for op on oid with
+// no network wait: the node has completed its epoch (no pulls) and, for a
+// write, knows the VDI's copies without asking etcd.
+func (r *recoverer) quick(op proto.Op, oid proto.ObjectID) bool {
+	return r.complete.Load() && (!createsData(op) || r.vdis.known(oid.VDI()))
+}
+
 func (r *recoverer) isAbsent(oid proto.ObjectID) bool {
 	r.mu.Lock()
 	_, ok := r.absent[oid]

@@ -100,6 +100,23 @@ func (s *Service) ServeRPC(ctx context.Context, req *rpc.Request, resp *rpc.Resp
 	return nil
 }
 
+// Inline implements rpc.InlineHandler: reads and writes without FUA,
+// which touch only the local store (the page cache, at most the disk),
+// may be served on the connection's reader once the node needs no
+// recovery for them and no etcd lookup (recoverer.quick). FUA writes (an
+// fdatasync), flushes, recovery reads and listings go to workers.
+func (s *Service) Inline(req *rpc.Request) bool {
+	var r proto.Request
+	if r.UnmarshalBinary(req.Header) != nil {
+		return false // ServeRPC answers it, from a worker
+	}
+	if r.Op != proto.OpRead && (r.Op != proto.OpWrite || r.Flags&proto.FlagFUA != 0) {
+		return false
+	}
+	epochs := s.epochs.Load()
+	return epochs == nil || epochs.quick(r.Op, r.Object)
+}
+
 // Drain refuses new requests and waits until none is being served, or
 // until ctx ends.
 func (s *Service) Drain(ctx context.Context) error {

@@ -5,8 +5,10 @@ import (
 	"io/fs"
 	"testing"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/sheepblk/sheepblk/rpc"
 	"github.com/sheepblk/sheepblk/sheep/proto"
 	"github.com/sheepblk/sheepblk/sheep/store"
 )
@@ -28,4 +30,44 @@ func TestStatusOf(t *testing.T) {
 			t.Errorf("statusOf(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
+}
+
+// Inline picks only requests that touch nothing but the local store: reads
+// and writes without FUA; on a node in a cluster, only once its epoch is
+// complete and (for writes) the VDI is known without asking etcd.
+func TestInlinePicksLocalRequests(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{ObjectSize: proto.MinObjectSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := NewService(st, zerolog.Nop())
+	oid := proto.NewObjectID(7, 1)
+	req := func(op proto.Op, flags proto.Flags) *rpc.Request {
+		pr := proto.Request{Op: op, Flags: flags, Object: oid, Length: 512}
+		h, _ := pr.AppendBinary(nil)
+		return &rpc.Request{Header: h}
+	}
+	check := func(what string, r *rpc.Request, want bool) {
+		t.Helper()
+		if got := s.Inline(r); got != want {
+			t.Errorf("%s: Inline = %v, want %v", what, got, want)
+		}
+	}
+	check("read", req(proto.OpRead, 0), true)
+	check("write", req(proto.OpWrite, 0), true)
+	check("FUA write", req(proto.OpWrite, proto.FlagFUA), false)
+	check("flush", req(proto.OpFlush, 0), false)
+	check("recovery read", req(proto.OpReadPeer, 0), false)
+	check("garbage header", &rpc.Request{Header: []byte{1, 2, 3}}, false)
+
+	r := &recoverer{vdis: newVDICache(nil)}
+	s.epochs.Store(r)
+	check("read, epoch not complete", req(proto.OpRead, 0), false)
+	check("write, epoch not complete", req(proto.OpWrite, 0), false)
+	r.complete.Store(true)
+	check("read, epoch complete", req(proto.OpRead, 0), true)
+	check("write, VDI unknown", req(proto.OpWrite, 0), false)
+	r.vdis.table[oid.VDI()] = 3
+	check("write, VDI known", req(proto.OpWrite, 0), true)
 }

@@ -155,6 +155,13 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 	if opts.MaxIOSize <= 0 {
 		opts.MaxIOSize = 1 << 20
 	}
+	if opts.RPC.TimeoutResolution <= 0 {
+		// Calls time out after seconds (CallTimeout, at most IOTimeout):
+		// finding that 50 ms late is fine, and the deadline scanner of
+		// every node's client, which ticks while I/O is in flight, then
+		// wakes the daemon 20 times a second instead of 100.
+		opts.RPC.TimeoutResolution = 50 * time.Millisecond
+	}
 	vdi, err := opts.Cluster.VDI(ctx, opts.VDI)
 	if err != nil {
 		return nil, fmt.Errorf("open sheep backend: %w", err)

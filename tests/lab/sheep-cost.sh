@@ -42,7 +42,8 @@ cpu() {
 
 # switches PIDS...: context switches of every thread of the processes.
 switches() {
-	cat $(for _p in "$@"; do echo /proc/"$_p"/task/*/status; done) 2>/dev/null |
+	[ $# -gt 0 ] || { echo 0; return; }
+	cat $(for _p in "$@"; do echo /proc/"$_p"/task/*/status; done) 2>/dev/null </dev/null |
 		awk '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print s + 0}'
 }
 
@@ -55,10 +56,11 @@ measure() {
 	set -- $_job
 	$FIO --name=j --filename="$_dev" --rw=$1 --bs=4k --iodepth=$2 --numjobs=$3 --direct=1 --ioengine=io_uring \
 		--runtime=$RUNTIME --ramp_time=$RAMP --time_based --size=${SIZE_MB}M --group_reporting \
-		--output-format=json >"$WORK/fio.json" 2>"$WORK/fio.err" &
+		--output-format=json >"$WORK/fio.json" 2>"$WORK/fio.err" </dev/null &
 	_fio=$!
 	sleep $RAMP
 	_d0=$(cpu $_drv) _s0=$(cpu $_srv) _b0=$(busy) _dw0=$(switches $_drv) _sw0=$(switches $_srv)
+	profile "$_label" "$1/qd$2x$3" "$_drv" "$_srv"
 	wait $_fio || fail "fio $_job on $_label: $(tail -n 2 "$WORK/fio.err")"
 	_d1=$(cpu $_drv) _s1=$(cpu $_srv) _b1=$(busy) _dw1=$(switches $_drv) _sw1=$(switches $_srv)
 	_iops=$($JQ -r '.jobs[0] | (.read.iops + .write.iops) | floor' "$WORK/fio.json")
@@ -68,6 +70,35 @@ measure() {
 		r = n * t; if (r < 1) r = 1; us = 1e6 / hz / r
 		printf "COST rep=%s dev=%s job=%s iops=%d p99_us=%s cpu_us_per_req: driver=%.0f server=%.0f guest=%.0f switches_per_req: driver=%.2f server=%.2f\n",
 			ENVIRON["REP"], l, j, n, p99, d * us, s * us, b * us, dw / r, sw / r }'
+}
+
+# idle LABEL DRIVER_PIDS SERVER_PIDS: what the processes cost doing nothing
+# (timers, the embedded etcd of the local cluster), per second.
+idle() {
+	_d0=$(cpu $2) _s0=$(cpu $3) _dw0=$(switches $2) _sw0=$(switches $3)
+	sleep $RUNTIME
+	_d1=$(cpu $2) _s1=$(cpu $3) _dw1=$(switches $2) _sw1=$(switches $3)
+	awk -v l="$1" -v t="$RUNTIME" -v hz=$HZ -v d=$((_d1 - _d0)) -v s=$((_s1 - _s0)) -v dw=$((_dw1 - _dw0)) -v sw=$((_sw1 - _sw0)) 'BEGIN {
+		printf "IDLE rep=%s dev=%s cpu_ms_per_s: driver=%.1f server=%.1f switches_per_s: driver=%.0f server=%.0f\n",
+			ENVIRON["REP"], l, d * 1000 / hz / t, s * 1000 / hz / t, dw / t, sw / t }'
+}
+
+# profile LABEL JOB DRIVER_PIDS SERVER_PIDS: with ./perf beside this script
+# (the host's perf and its libraries) and COST_PROFILE=1, 3 s of on-CPU
+# samples of each side during the job, the top symbols printed as PROFILE
+# lines.
+PERF_DIR=$PWD/perf
+perf() { LD_LIBRARY_PATH=$PERF_DIR/lib /lib64/ld-linux-x86-64.so.2 "$PERF_DIR/bin/perf" "$@"; }
+profile() {
+	[ "${COST_PROFILE:-0}" = 1 ] && [ -f "$PERF_DIR/bin/perf" ] || return 0
+	for _side in driver server; do
+		_pids=$3
+		[ $_side = server ] && _pids=$4
+		[ -n "$_pids" ] || continue
+		perf record -e cpu-clock -F 499 -g -p "$(echo $_pids | tr ' ' ',')" -o "$WORK/$_side.data" -- sleep 1.5 >/dev/null 2>&1
+		perf report -i "$WORK/$_side.data" --stdio --no-children --sort dso,sym -g none --percent-limit 1.5 2>/dev/null |
+			grep -v -e '^#' -e '^$' | head -n 25 | sed "s|^|PROFILE $1 $2 $_side: |"
+	done
 }
 
 nbd_start() {
@@ -119,6 +150,7 @@ randwrite 32 2"
 run_sheep() { # label ublkctl dog
 	sheep_start "$data/$1" "$2" "$3"
 	_drv=$("$2" list --json | $JQ -r '.[0].pid')
+	idle "$1" "$_drv" "$CPID"
 	echo "$JOBS" | while read -r job; do measure "$1" "$DEV" "$job" "$_drv" "$CPID"; done
 	sheep_stop "$2"
 }
@@ -127,6 +159,7 @@ for REP in 1 2; do
 	export REP
 	nbd_start
 	srv=$(pidof nbd-server)
+	idle nbd "" "$srv"
 	echo "$JOBS" | while read -r job; do measure nbd /dev/nbd0 "$job" "" "$srv"; done
 	nbd_stop
 	run_sheep sheep "$UBLKCTL" "$DOG"
