@@ -361,12 +361,14 @@ func (cc *clientConn) writeLoop(s *session) {
 		select {
 		case <-s.wake:
 		case <-s.dead:
+			cc.abandonHandoff(s)
 			return
 		}
 		cc.mu.Lock()
 		switch {
 		case cc.sess != s:
 			cc.mu.Unlock()
+			cc.abandonHandoff(s)
 			return
 		case s.handoff:
 			s.handoff = false
@@ -384,6 +386,19 @@ func (cc *clientConn) writeLoop(s *session) {
 		if cc.drainLocked(s, true) != nil {
 			return
 		}
+	}
+}
+
+// abandonHandoff releases a batch a Flush handed over if the session died
+// before the writer goroutine wrote it: the drop failed its calls, whose
+// Done waits only for this release.
+func (cc *clientConn) abandonHandoff(s *session) {
+	cc.mu.Lock()
+	handoff := s.handoff
+	s.handoff = false
+	cc.mu.Unlock()
+	if handoff {
+		cc.releaseBatch(s)
 	}
 }
 

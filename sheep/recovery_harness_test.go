@@ -199,17 +199,33 @@ func (tc *testCluster) write(e cluster.Epoch, i int, data []byte, off int) {
 	tc.t.Helper()
 	oid := tc.oid(i)
 	for _, id := range tc.targets(e, oid) {
-		tc.mu.Lock()
-		c := tc.clients[id]
-		tc.mu.Unlock()
+		c := tc.client(id)
 		if c == nil {
 			tc.t.Fatalf("target %s of %v is not running", id, oid)
 		}
-		req := proto.Request{Op: proto.OpWrite, Epoch: e.Number, Object: oid, Offset: uint64(off), Length: uint32(len(data))}
+		req := writeRequest(e, oid, data, off)
 		if _, _, err := retryNotReady(func() (proto.Response, []byte, error) { return c.do(req, data) }); err != nil {
 			tc.t.Fatalf("write %v on %s at epoch %d: %v", oid, id, e.Number, err)
 		}
 	}
+	tc.recordWrite(oid, data, off)
+}
+
+// client is the running node id's client, or nil.
+func (tc *testCluster) client(id string) *client {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.clients[id]
+}
+
+func writeRequest(e cluster.Epoch, oid proto.ObjectID, data []byte, off int) proto.Request {
+	return proto.Request{Op: proto.OpWrite, Epoch: e.Number, Object: oid, Offset: uint64(off), Length: uint32(len(data))}
+}
+
+// recordWrite puts an acknowledged write into the model.
+func (tc *testCluster) recordWrite(oid proto.ObjectID, data []byte, off int) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
 	m := tc.model[oid]
 	if m == nil {
 		m = make([]byte, tc.objectSize)
@@ -232,28 +248,18 @@ func (tc *testCluster) writeReplanned(i int, data []byte, off int) error {
 		}
 		ok := true
 		for _, id := range tc.targets(e, oid) {
-			tc.mu.Lock()
-			c := tc.clients[id]
-			tc.mu.Unlock()
+			c := tc.client(id)
 			if c == nil {
 				ok = false
 				break
 			}
-			req := proto.Request{Op: proto.OpWrite, Epoch: e.Number, Object: oid, Offset: uint64(off), Length: uint32(len(data))}
-			if _, _, err := c.do(req, data); err != nil {
+			if _, _, err := c.do(writeRequest(e, oid, data, off), data); err != nil {
 				ok = false
 				break
 			}
 		}
 		if ok {
-			tc.mu.Lock()
-			m := tc.model[oid]
-			if m == nil {
-				m = make([]byte, tc.objectSize)
-				tc.model[oid] = m
-			}
-			copy(m[off:], data)
-			tc.mu.Unlock()
+			tc.recordWrite(oid, data, off)
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -307,11 +313,8 @@ func (tc *testCluster) writeRandom(e cluster.Epoch, rng *rand.Rand, n int) {
 
 // read reads object i whole through node id at epoch e.
 func (tc *testCluster) read(id string, e cluster.Epoch, i int) ([]byte, error) {
-	tc.mu.Lock()
-	c := tc.clients[id]
-	tc.mu.Unlock()
 	req := proto.Request{Op: proto.OpRead, Epoch: e.Number, Object: tc.oid(i), Length: uint32(tc.objectSize)}
-	_, b, err := c.do(req, nil)
+	_, b, err := tc.client(id).do(req, nil)
 	return b, err
 }
 

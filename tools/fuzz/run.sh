@@ -30,6 +30,12 @@ run_target() {
 	go test -run '^$' -fuzz "^$2\$" -fuzztime "$fuzztime" "$1" >"/tmp/fuzz-$2.log" 2>&1
 }
 
+# only_race PKG NAME BEFORE: the last run of the target failed with nothing
+# but the deadline, and its corpus holds no new file.
+only_race() {
+	coordinator_race "/tmp/fuzz-$2.log" && [ "$(crashers "$1" "$2")" = "$3" ]
+}
+
 while IFS=: read -r file name; do
 	pkg=./$(dirname "$file")
 	count=$((count + 1))
@@ -38,12 +44,12 @@ while IFS=: read -r file name; do
 	if run_target "$pkg" "$name"; then
 		continue
 	fi
-	if coordinator_race "/tmp/fuzz-$name.log" && [ "$(crashers "$pkg" "$name")" = "$before" ]; then
+	if only_race "$pkg" "$name" "$before"; then
 		echo "fuzz: $pkg $name: 'context deadline exceeded' with no crasher (go.dev/issue/75804); running it again"
 		if run_target "$pkg" "$name"; then
 			continue
 		fi
-		if coordinator_race "/tmp/fuzz-$name.log" && [ "$(crashers "$pkg" "$name")" = "$before" ]; then
+		if only_race "$pkg" "$name" "$before"; then
 			echo "fuzz: $pkg $name: the same again, and again no crasher: counted as passed"
 			continue
 		fi
