@@ -102,7 +102,7 @@ test-deadlock-unprotected: deadlock-bins lab-runner
 test-lab: build lab-runner
 	@status=0; \
 	$(LAB_BIN) run --kernel 6.12 --timeout 20m $(LAB_FLAGS) || status=1; \
-	$(LAB_BIN) run --kernel 7.3 --timeout 8m $(LAB_FLAGS) 00-lab-sanity 05-features 12-target-file 21-fio-file || status=1; \
+	$(LAB_BIN) run --kernel 7.3 --timeout 8m $(LAB_FLAGS) 00-lab-sanity 05-features 12-target-file 21-fio-file 70-recovery || status=1; \
 	$(LAB_BIN) run --kernel 6.12 --with-qemu --go-test= --timeout 45m --test-timeout 40m --out out/lab-qemu $(LAB_FLAGS) qemu-vm.sh || status=1; \
 	exit $$status
 

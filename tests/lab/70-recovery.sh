@@ -12,6 +12,11 @@ $UBLKCTL features | grep -q '^USER_RECOVERY$' || skip "this kernel's ublk has no
 ublk_add -t file --file "$SCRATCH/recovery.img" --size 128M --recovery -q 2 -d 32
 pid=$(dev_field "$DEV_ID" pid)
 check "list --json says recovery" test "$(dev_field "$DEV_ID" recovery)" = true
+# Where ublk has AUTO_BUF_REG (7.x) the file target runs with zero copy,
+# and the recovered daemon must serve the device the same way.
+if "$UBLKCTL" features --json | $JQ -e '.features | index("AUTO_BUF_REG")' >/dev/null; then zc=true; else zc=false; fi
+zero_copy() { list_json ".[] | select(.id == $DEV_ID) | .flags | index(\"AUTO_BUF_REG\") != null"; }
+check "zero copy is $zc" test "$(zero_copy)" = "$zc"
 
 # 8 MiB of random data at 100 MiB, fsynced before the crash.
 head -c 8388608 /dev/urandom >"$WORK/fsynced"
@@ -34,6 +39,7 @@ check "recover printed $DEV" test "$(cat "$WORK/recover.out")" = "$DEV"
 newpid=$(dev_field "$DEV_ID" pid)
 check "a new daemon ($newpid) serves the device" test "$newpid" != "$pid" -a "$newpid" -gt 0
 check "state is LIVE" test "$(dev_field "$DEV_ID" state)" = LIVE
+check "the recovered device still has zero copy $zc" test "$(zero_copy)" = "$zc"
 
 wait $fio_pid
 rc=$?
