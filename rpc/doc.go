@@ -65,7 +65,9 @@
 // writes its own reply, and every other reply queued by the time it
 // writes, unless another worker is writing already, which then writes its
 // reply too: no writer goroutine to wake, and still one writev per batch
-// under load.
+// under load. A Handler that is also an InlineHandler names requests quick
+// enough (no wait but the local disk) to be served on the reader itself
+// when nothing else from the client is waiting to be read.
 // Request bytes are read into pooled buffers; Response.Buf hands the handler
 // pooled buffers that are released once the reply has been written.
 // Shutdown stops reading new requests, lets in-flight handlers finish, flushes
