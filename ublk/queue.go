@@ -22,6 +22,10 @@ const (
 	kindIO      = 1 << 32
 	kindEventfd = 2 << 32
 	kindBackend = 3 << 32 // a RingFile backend's read, write or fsync
+	// kindLinkedIO: a COMMIT_AND_FETCH_REQ linked behind the tag's read
+	// or write (linkCommit); it completes as kindIO does, or with
+	// -ECANCELED when that read or write failed or came up short.
+	kindLinkedIO = 4 << 32
 )
 
 // queue serves one hardware queue of a device: its own io_uring on its own
@@ -55,6 +59,16 @@ type queue struct {
 	// request's read or write neither looks the descriptor up nor pins
 	// its pages each time.
 	fixedFile, fixedBufs bool
+	// linkCommit: a plain read or write is queued linked to the tag's
+	// COMMIT_AND_FETCH_REQ with its full length as the result, and posts
+	// no completion when it succeeds. The kernel then commits the request
+	// by itself when the I/O is done: the thread is woken only in the
+	// kernel, to run the completion, and never comes back to user space
+	// for it. Only a failed or short transfer posts a completion, and
+	// the request goes on as an unlinked one. linked[tag] says the tag's
+	// request went out so.
+	linkCommit bool
+	linked     []bool
 	// zeroCopy: the device has UBLK_F_AUTO_BUF_REG. Before handing the
 	// daemon a request, the driver registers its pages in slot tag of the
 	// ring's sparse buffer table (the index is in each FETCH and COMMIT's
@@ -111,6 +125,7 @@ func newQueue(o queueOptions) (*queue, error) {
 			q.ringFD = fd
 			q.progress = make([]int, o.depth)
 			q.syncing = make([]bool, o.depth)
+			q.linked = make([]bool, o.depth)
 		}
 	}
 	if q.zeroCopy && q.ringFD < 0 {
@@ -166,12 +181,18 @@ func (q *queue) run(ready chan<- error) error {
 			q.log.Warn().Err(err).Int("cpu", q.cpu).Msg("cannot pin queue thread")
 		}
 	}
+	// One entry per tag and the eventfd read; with ring I/O, each tag
+	// also has a pinned entry for its linked commit (linkCommit).
+	want, pinned := uint32(q.depth)+1, uint32(0)
+	if q.ringFD >= 0 {
+		pinned = uint32(q.depth)
+	}
 	entries := uint32(1)
-	for entries < uint32(q.depth)+1 {
+	for entries < want+pinned {
 		entries <<= 1
 	}
 	ring, err := uring.New(uring.Options{
-		Entries: entries, Flags: uring.SetupSQE128,
+		Entries: entries, Flags: uring.SetupSQE128, Pinned: pinned,
 		// DEFER_TASKRUN: completions (the driver's requests, the file's
 		// reads and writes) are posted only when this thread waits in
 		// io_uring_enter, which wakes it once for all of them instead of
@@ -183,6 +204,7 @@ func (q *queue) run(ready chan<- error) error {
 		return err
 	}
 	q.ring = ring
+	q.linkCommit = q.ringFD >= 0 && ring.Features()&uring.FeatCQESkip != 0
 	if err := q.registerRingIO(); err != nil {
 		ready <- err
 		return err
@@ -198,7 +220,7 @@ func (q *queue) run(ready chan<- error) error {
 		ready <- err
 		return err
 	}
-	q.log.Debug().Int("tid", int(q.tid.Load())).Int("cpu", q.cpu).Uint32("sq_entries", ring.SQEntries()).Msg("queue ready")
+	q.log.Debug().Int("tid", int(q.tid.Load())).Int("cpu", q.cpu).Uint32("sq_entries", ring.SQEntries()).Bool("link_commit", q.linkCommit).Msg("queue ready")
 	// The fetches are submitted by the first SubmitAndWait below, in the
 	// same io_uring_enter that then waits: START_DEV, which needs them all,
 	// cannot finish before this thread is in the kernel serving them.
@@ -290,8 +312,13 @@ func (q *queue) queueIOCmd(op uint32, tag int, result int32) error {
 	if err != nil {
 		return err
 	}
-	sqe.PrepURingCmd(q.cdev, op)
+	q.prepIOCmd(sqe, op, tag, result)
 	sqe.UserData = kindIO | uint64(tag)
+	return nil
+}
+
+func (q *queue) prepIOCmd(sqe *uring.SQE, op uint32, tag int, result int32) {
+	sqe.PrepURingCmd(q.cdev, op)
 	cmd := uapi.IOCmd{QID: q.id, Tag: uint16(tag), Result: result}
 	if q.zeroCopy {
 		// struct ublk_auto_buf_reg in sqe.addr: the slot for the tag's
@@ -302,7 +329,6 @@ func (q *queue) queueIOCmd(op uint32, tag int, result int32) error {
 		cmd.Addr = uint64(uintptr(unsafe.Pointer(&q.bufs[tag*q.maxIO])))
 	}
 	cmd.Encode(q.ring.Cmd(sqe))
-	return nil
 }
 
 func (q *queue) armEventfd() error {
@@ -317,30 +343,59 @@ func (q *queue) armEventfd() error {
 
 func (q *queue) handleCQE(cqe *uring.CQE) {
 	switch cqe.UserData &^ 0xffffffff {
-	case kindIO:
+	case kindLinkedIO:
 		tag := int(cqe.UserData & 0xffff)
 		switch {
-		case cqe.Res == uapi.IOResOK:
-			q.startRequest(tag)
-		case cqe.Res == uapi.IOResAbort:
-			q.live-- // the device is going away: this tag is done
+		case cqe.Res == -int32(syscall.ECANCELED):
+			// The read or write before it failed or came up short: its
+			// own completion carries the request on.
+		case cqe.Res < 0 && cqe.Res != uapi.IOResAbort:
+			// The transfer succeeded but the driver refused the commit
+			// as it was issued from the link: commit again from here.
+			q.log.Warn().Int("tag", tag).Err(syscall.Errno(-cqe.Res)).Msg("linked commit refused; committing again")
+			r := &q.disp.reqs[tag]
+			q.linked[tag], r.Result = false, int32(r.Length)
+			q.commitRequest(r)
 		default:
-			q.live--
-			q.log.Error().Int("tag", tag).Err(syscall.Errno(-cqe.Res)).Msg("io command failed")
+			q.ioCmdDone(tag, cqe.Res)
 		}
+	case kindIO:
+		q.ioCmdDone(int(cqe.UserData&0xffff), cqe.Res)
 	case kindEventfd:
 		q.disp.drain(q.finish)
 		if err := q.armEventfd(); err != nil {
 			q.log.Error().Err(err).Msg("cannot re-arm eventfd")
 		}
 	case kindBackend:
-		q.ringIODone(int(cqe.UserData&0xffff), cqe.Res)
+		tag := int(cqe.UserData & 0xffff)
+		if q.linked[tag] {
+			// A linked transfer that failed or came up short: its commit
+			// was cancelled, and the request is the queue's again.
+			q.linked[tag] = false
+			q.inBackend++
+		}
+		q.ringIODone(tag, cqe.Res)
+	}
+}
+
+// ioCmdDone takes the completion of tag's FETCH_REQ or
+// COMMIT_AND_FETCH_REQ: a new request, or the end of the tag.
+func (q *queue) ioCmdDone(tag int, res int32) {
+	switch res {
+	case uapi.IOResOK:
+		q.startRequest(tag)
+	case uapi.IOResAbort:
+		q.live-- // the device is going away: this tag is done
+	default:
+		q.live--
+		q.log.Error().Int("tag", tag).Err(syscall.Errno(-res)).Msg("io command failed")
 	}
 }
 
 // ringIO submits the rest of tag's read or write, or its fdatasync, on
-// the queue's own ring.
-func (q *queue) ringIO(tag int) {
+// the queue's own ring; with link, the whole of a read or write, linked
+// to the tag's commit (linkCommit).
+func (q *queue) ringIO(tag int, link bool) {
 	r := &q.disp.reqs[tag]
 	sqe, err := q.nextSQE(tag)
 	if err != nil {
@@ -375,6 +430,23 @@ func (q *queue) ringIO(tag int) {
 		sqe.Flags |= uring.SQEFixedFile
 	}
 	sqe.UserData = kindBackend | uint64(tag)
+	if !link {
+		return
+	}
+	// The commit goes in the very next ring slot, with no submission in
+	// between (which would end the link): nextSQE left the room for it.
+	// Its SQE is the tag's pinned one, as a kernel before 6.14 reads a
+	// linked URING_CMD's command only when it issues it; the tag cannot
+	// queue another commit before this one was issued.
+	commit, err := q.ring.PinnedSQE(uint32(tag))
+	if err != nil {
+		q.log.Warn().Err(err).Msg("no entry for a linked commit; committing unlinked")
+		return
+	}
+	sqe.Flags |= uring.SQEIOLink | uring.SQECQESkipSuccess
+	q.prepIOCmd(commit, uapi.UIOCommitAndFetchReq, tag, int32(r.Length))
+	commit.UserData = kindLinkedIO | uint64(tag)
+	q.linked[tag] = true
 }
 
 // ringIODone takes the completion of a ringIO: a short transfer goes on
@@ -401,12 +473,12 @@ func (q *queue) ringIODone(tag int, res int32) {
 		q.progress[tag] += int(res)
 	}
 	if r.Result == 0 && q.progress[tag] < r.Length {
-		q.ringIO(tag)
+		q.ringIO(tag, false)
 		return
 	}
 	if r.Result == 0 && r.FUA && r.Op == backend.OpWrite && !q.syncing[tag] {
 		q.syncing[tag] = true
-		q.ringIO(tag)
+		q.ringIO(tag, false)
 		return
 	}
 	if r.Result == 0 {
@@ -425,8 +497,11 @@ func (q *queue) startRequest(tag int) {
 	}
 	q.inBackend++
 	if q.ringFD >= 0 && (r.Op == backend.OpRead || r.Op == backend.OpWrite || r.Op == backend.OpFlush) {
-		q.progress[tag], q.syncing[tag], r.Result = 0, false, 0
-		q.ringIO(tag)
+		q.progress[tag], q.syncing[tag], q.linked[tag], r.Result = 0, false, false, 0
+		q.ringIO(tag, q.linkCommit && r.Op != backend.OpFlush && !r.FUA)
+		if q.linked[tag] {
+			q.inBackend-- // the kernel commits it: the queue is done with it
+		}
 		return
 	}
 	q.disp.dispatch(r)

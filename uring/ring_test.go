@@ -314,3 +314,110 @@ func TestSparseBufferSlotsStartEmpty(t *testing.T) {
 		t.Fatal("a second buffer table was accepted")
 	}
 }
+
+// Pinned entries: NextSQE never hands them out however often the general
+// entries wrap, the kernel runs what is queued in them in ring order, and
+// a link from a general entry to a pinned one behaves as any link: its
+// second request runs only after the first succeeded, and a first request
+// that comes up short cancels it.
+func TestPinnedEntries(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const entries, pinned = 8, 4
+	r := newRing(t, Options{Entries: entries, Pinned: pinned, OptionalFlags: SetupCoopTaskrun | SetupSingleIssuer | SetupDeferTaskrun})
+	if r.Features()&FeatCQESkip == 0 {
+		t.Skip("kernel without IOSQE_CQE_SKIP_SUCCESS")
+	}
+	base := uintptr(r.sqes)
+	isPinned := func(sqe *SQE) bool {
+		return uintptr(unsafe.Pointer(sqe)) >= base+uintptr(entries-pinned)*r.sqeStride
+	}
+	if _, err := New(Options{Entries: 4, Pinned: 4}); err == nil {
+		t.Fatal("a ring whose every entry is pinned was accepted")
+	}
+
+	// general full: NextSQE refuses, a pinned entry still goes in.
+	for i := 0; i < entries-pinned; i++ {
+		sqe, err := r.NextSQE()
+		if err != nil {
+			t.Fatalf("general entry %d: %v", i, err)
+		}
+		sqe.PrepNop()
+		sqe.UserData = uint64(i)
+	}
+	if _, err := r.NextSQE(); !errors.Is(err, ErrSQFull) {
+		t.Fatalf("NextSQE with every general entry queued: %v, want ErrSQFull", err)
+	}
+	sqe, err := r.PinnedSQE(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqe.PrepNop()
+	sqe.UserData = 100
+	if got := reapAll(t, r, entries-pinned+1); len(got) != entries-pinned+1 || got[100] != 0 {
+		t.Fatalf("completions %v", got)
+	}
+
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	buf := make([]byte, 4)
+	link := func(userData uint64) {
+		t.Helper()
+		if r.Room() < 1 {
+			t.Fatal("no room for a link head")
+		}
+		head, _ := r.NextSQE()
+		head.PrepRead(p[0], buf, ^uint64(0))
+		head.Flags |= SQEIOLink | SQECQESkipSuccess
+		head.UserData = 1
+		tail, err := r.PinnedSQE(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tail.PrepNop()
+		tail.UserData = userData
+		if _, err := r.Submit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The read waits for the pipe; meanwhile the general entries wrap
+	// many times and none of them is a pinned one.
+	link(200)
+	for round := 0; round < 10*entries; round++ {
+		sqe, err := r.NextSQE()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if isPinned(sqe) {
+			t.Fatalf("round %d: NextSQE handed out a pinned entry", round)
+		}
+		sqe.PrepNop()
+		sqe.UserData = 300
+		if got := reapAll(t, r, 1); got[300] != 0 || len(got) != 1 {
+			t.Fatalf("round %d: %v (the link ran before its read finished?)", round, got)
+		}
+	}
+	unix.Write(p[1], []byte("full"))
+	if got := reapAll(t, r, 1); len(got) != 1 || got[200] != 0 {
+		t.Fatalf("after a full read: %v, want only the linked request's completion", got)
+	}
+
+	// A read that comes up short posts its completion and cancels its link
+	// (whose completion is not posted, or is -ECANCELED).
+	link(400)
+	unix.Write(p[1], []byte("ab"))
+	unix.Close(p[1])
+	got := reapAll(t, r, 1)
+	if got[1] != 2 {
+		t.Fatalf("short read: %v, want its completion with res 2", got)
+	}
+	r.SubmitAndWait(0)
+	r.Reap(func(c *CQE) { got[c.UserData] = c.Res })
+	if res, ok := got[400]; ok && res != -int32(unix.ECANCELED) {
+		t.Fatalf("link behind a short read ran: res %d", res)
+	}
+}

@@ -35,4 +35,30 @@ verify_files /mnt/file
 check "umount" umount /mnt/file
 check "e2fsck -fn finds $DEV clean" $E2FSCK -f -n "$DEV"
 ublk_del "$DEV_ID"
+
+# The file shrinks behind the daemon's back: a read that straddles the new
+# end comes up short, which ends a read linked to its commit (the daemon
+# then finishes the request itself): the part before the end reads the
+# file's bytes, the rest zeroes. With zero copy the pages are the
+# kernel's, and the read fails instead of handing them back unfilled.
+half=$((64 * 1024 * 1024))
+dd if=/dev/urandom of="$WORK/tail" bs=4k count=1 2>/dev/null
+dd if=/dev/zero of="$WORK/zeros" bs=4k count=1 2>/dev/null
+for zcopy in false $zc; do
+	ublk_add -t file --file "$backing" --zero-copy=$zcopy
+	check "write 4 KiB just below 64 MiB" dd if="$WORK/tail" of="$DEV" bs=4k seek=$((half / 4096 - 1)) count=1 oflag=direct
+	check "shrink the backing file to 64 MiB" truncate -s $half "$backing"
+	if [ "$zcopy" = false ]; then
+		dd if="$DEV" bs=8k skip=$((half - 4096)) count=1 iflag=direct,skip_bytes of="$WORK/straddle" 2>"$WORK/dd.err" ||
+			{ cat "$WORK/dd.err"; fail "direct read across the file's new end"; }
+		check "the read across the end returns the 4 KiB before it" sh -c "head -c 4096 '$WORK/straddle' | cmp -s - '$WORK/tail'"
+		check "and zeroes after it" sh -c "tail -c 4096 '$WORK/straddle' | cmp -s - '$WORK/zeros'"
+	else
+		check "zero copy: a direct read past the file's end fails" sh -c "! dd if='$DEV' bs=4k skip=$((half / 4096 + 16)) count=1 iflag=direct of=/dev/null 2>/dev/null"
+		check "zero copy: a read before the end still returns its bytes" sh -c "dd if='$DEV' bs=4k skip=$((half / 4096 - 1)) count=1 iflag=direct 2>/dev/null | cmp -s - '$WORK/tail'"
+	fi
+	ublk_del "$DEV_ID"
+	truncate -s 128M "$backing"
+	[ "$zc" = true ] || break
+done
 exit 0
