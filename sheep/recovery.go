@@ -241,10 +241,11 @@ func createsData(op proto.Op) bool { return op == proto.OpWrite || op == proto.O
 // create an object missing its older data.
 func (r *recoverer) ready(ctx, pctx context.Context, cur, prev *epochView, prevComplete bool, req *proto.Request) error {
 	oid := req.Object
-	complete := r.complete.Load()
-	if complete && !createsData(req.Op) {
-		return nil // fast path: no lookups
-	}
+	// Placement is checked even once the epoch is complete: a client
+	// never asks a node that is not a target, but if one did (a bug, a
+	// client confused about the epoch), the object is not here and the
+	// read would answer zeros. copies is a cache hit after the first
+	// request of a VDI, and isTarget a hash lookup.
 	copies, err := r.vdis.copies(ctx, oid.VDI())
 	if errors.Is(err, errUnknownVDI) && req.Op == proto.OpRemove {
 		return nil // garbage of a deleted VDI (ids are never reused): removing it is always safe
@@ -255,7 +256,7 @@ func (r *recoverer) ready(ctx, pctx context.Context, cur, prev *epochView, prevC
 	if !cur.isTarget(r.self, oid, copies) {
 		return notReady("object %v is not placed on node %s in epoch %d", oid, r.self, cur.Number)
 	}
-	if complete || r.st.Exists(oid) || r.isAbsent(oid) {
+	if r.complete.Load() || r.st.Exists(oid) || r.isAbsent(oid) {
 		return nil
 	}
 	if prevComplete && prev.isTarget(r.self, oid, copies) {
@@ -273,11 +274,11 @@ func (r *recoverer) ready(ctx, pctx context.Context, cur, prev *epochView, prevC
 	return err
 }
 
-// quick reports whether admit would answer a request for op on oid with
-// no network wait: the node has completed its epoch (no pulls) and, for a
-// write, knows the VDI's copies without asking etcd.
-func (r *recoverer) quick(op proto.Op, oid proto.ObjectID) bool {
-	return r.complete.Load() && (!createsData(op) || r.vdis.known(oid.VDI()))
+// quick reports whether admit would answer a request on oid with no
+// network wait: the node has completed its epoch (no pulls) and knows the
+// VDI's copies without asking etcd.
+func (r *recoverer) quick(oid proto.ObjectID) bool {
+	return r.complete.Load() && r.vdis.known(oid.VDI())
 }
 
 func (r *recoverer) isAbsent(oid proto.ObjectID) bool {

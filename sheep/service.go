@@ -114,7 +114,7 @@ func (s *Service) Inline(req *rpc.Request) bool {
 		return false
 	}
 	epochs := s.epochs.Load()
-	return epochs == nil || epochs.quick(r.Op, r.Object)
+	return epochs == nil || epochs.quick(r.Object)
 }
 
 // Drain refuses new requests and waits until none is being served, or

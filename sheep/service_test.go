@@ -34,7 +34,8 @@ func TestStatusOf(t *testing.T) {
 
 // Inline picks only requests that touch nothing but the local store: reads
 // and writes without FUA; on a node in a cluster, only once its epoch is
-// complete and (for writes) the VDI is known without asking etcd.
+// complete and the VDI is known without asking etcd (placement is checked
+// for every request).
 func TestInlinePicksLocalRequests(t *testing.T) {
 	st, err := store.Open(t.TempDir(), store.Options{ObjectSize: proto.MinObjectSize})
 	if err != nil {
@@ -66,8 +67,9 @@ func TestInlinePicksLocalRequests(t *testing.T) {
 	check("read, epoch not complete", req(proto.OpRead, 0), false)
 	check("write, epoch not complete", req(proto.OpWrite, 0), false)
 	r.complete.Store(true)
-	check("read, epoch complete", req(proto.OpRead, 0), true)
+	check("read, VDI unknown", req(proto.OpRead, 0), false)
 	check("write, VDI unknown", req(proto.OpWrite, 0), false)
 	r.vdis.table[oid.VDI()] = 3
+	check("read, VDI known", req(proto.OpRead, 0), true)
 	check("write, VDI known", req(proto.OpWrite, 0), true)
 }

@@ -240,6 +240,17 @@ func TestTransitionSupersedesObjectsNoLongerPlacedHere(t *testing.T) {
 	if moved == 0 || moved == len(oids) {
 		t.Fatalf("%d of %d objects moved to b: the placement test proves nothing", moved, len(oids))
 	}
+	// Once a has completed epoch 2 (it had nothing to pull), a read of an
+	// object not placed on it is still refused: completion is no licence
+	// to answer zeros for what is not here.
+	waitForLong(t, "a to complete epoch 2", 5*time.Second, func() bool { return sn.r.complete.Load() })
+	for _, oid := range oids {
+		if !v2.isTarget("a", oid, 1) {
+			if err := sn.request(proto.OpRead, 2, oid); !errors.Is(err, proto.StatusNotReady) {
+				t.Errorf("read of %v, not placed on a, at epoch 2 after a completed it: %v, want NotReady", oid, err)
+			}
+		}
+	}
 	st, err := store.LoadRecoveryState(sn.st.Dir())
 	if err != nil || st.Epoch != 2 || !st.PrevComplete || !st.HasCompleted(1) {
 		t.Fatalf("saved state %+v, %v; want epoch 2, prev complete, 1 completed", st, err)
