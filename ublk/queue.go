@@ -22,10 +22,6 @@ const (
 	kindIO      = 1 << 32
 	kindEventfd = 2 << 32
 	kindBackend = 3 << 32 // a RingFile backend's read, write or fsync
-	// kindLinkedIO: a COMMIT_AND_FETCH_REQ linked behind the tag's read
-	// or write (linkCommit); it completes as kindIO does, or with
-	// -ECANCELED when that read or write failed or came up short.
-	kindLinkedIO = 4 << 32
 )
 
 // queue serves one hardware queue of a device: its own io_uring on its own
@@ -59,16 +55,6 @@ type queue struct {
 	// request's read or write neither looks the descriptor up nor pins
 	// its pages each time.
 	fixedFile, fixedBufs bool
-	// linkCommit: a plain read or write is queued linked to the tag's
-	// COMMIT_AND_FETCH_REQ with its full length as the result, and posts
-	// no completion when it succeeds. The kernel then commits the request
-	// by itself when the I/O is done: the thread is woken only in the
-	// kernel, to run the completion, and never comes back to user space
-	// for it. Only a failed or short transfer posts a completion, and
-	// the request goes on as an unlinked one. linked[tag] says the tag's
-	// request went out so.
-	linkCommit bool
-	linked     []bool
 	// zeroCopy: the device has UBLK_F_AUTO_BUF_REG. Before handing the
 	// daemon a request, the driver registers its pages in slot tag of the
 	// ring's sparse buffer table (the index is in each FETCH and COMMIT's
@@ -125,7 +111,6 @@ func newQueue(o queueOptions) (*queue, error) {
 			q.ringFD = fd
 			q.progress = make([]int, o.depth)
 			q.syncing = make([]bool, o.depth)
-			q.linked = make([]bool, o.depth)
 		}
 	}
 	if q.zeroCopy && q.ringFD < 0 {
@@ -181,18 +166,12 @@ func (q *queue) run(ready chan<- error) error {
 			q.log.Warn().Err(err).Int("cpu", q.cpu).Msg("cannot pin queue thread")
 		}
 	}
-	// One entry per tag and the eventfd read; with ring I/O, each tag
-	// also has a pinned entry for its linked commit (linkCommit).
-	want, pinned := uint32(q.depth)+1, uint32(0)
-	if q.ringFD >= 0 {
-		pinned = uint32(q.depth)
-	}
 	entries := uint32(1)
-	for entries < want+pinned {
+	for entries < uint32(q.depth)+1 {
 		entries <<= 1
 	}
 	ring, err := uring.New(uring.Options{
-		Entries: entries, Flags: uring.SetupSQE128, Pinned: pinned,
+		Entries: entries, Flags: uring.SetupSQE128,
 		// DEFER_TASKRUN: completions (the driver's requests, the file's
 		// reads and writes) are posted only when this thread waits in
 		// io_uring_enter, which wakes it once for all of them instead of
@@ -204,7 +183,6 @@ func (q *queue) run(ready chan<- error) error {
 		return err
 	}
 	q.ring = ring
-	q.linkCommit = q.ringFD >= 0 && ring.Features()&uring.FeatCQESkip != 0
 	if err := q.registerRingIO(); err != nil {
 		ready <- err
 		return err
@@ -220,7 +198,7 @@ func (q *queue) run(ready chan<- error) error {
 		ready <- err
 		return err
 	}
-	q.log.Debug().Int("tid", int(q.tid.Load())).Int("cpu", q.cpu).Uint32("sq_entries", ring.SQEntries()).Bool("link_commit", q.linkCommit).Msg("queue ready")
+	q.log.Debug().Int("tid", int(q.tid.Load())).Int("cpu", q.cpu).Uint32("sq_entries", ring.SQEntries()).Msg("queue ready")
 	// The fetches are submitted by the first SubmitAndWait below, in the
 	// same io_uring_enter that then waits: START_DEV, which needs them all,
 	// cannot finish before this thread is in the kernel serving them.
@@ -312,13 +290,8 @@ func (q *queue) queueIOCmd(op uint32, tag int, result int32) error {
 	if err != nil {
 		return err
 	}
-	q.prepIOCmd(sqe, op, tag, result)
-	sqe.UserData = kindIO | uint64(tag)
-	return nil
-}
-
-func (q *queue) prepIOCmd(sqe *uring.SQE, op uint32, tag int, result int32) {
 	sqe.PrepURingCmd(q.cdev, op)
+	sqe.UserData = kindIO | uint64(tag)
 	cmd := uapi.IOCmd{QID: q.id, Tag: uint16(tag), Result: result}
 	if q.zeroCopy {
 		// struct ublk_auto_buf_reg in sqe.addr: the slot for the tag's
@@ -329,6 +302,7 @@ func (q *queue) prepIOCmd(sqe *uring.SQE, op uint32, tag int, result int32) {
 		cmd.Addr = uint64(uintptr(unsafe.Pointer(&q.bufs[tag*q.maxIO])))
 	}
 	cmd.Encode(q.ring.Cmd(sqe))
+	return nil
 }
 
 func (q *queue) armEventfd() error {
@@ -343,59 +317,30 @@ func (q *queue) armEventfd() error {
 
 func (q *queue) handleCQE(cqe *uring.CQE) {
 	switch cqe.UserData &^ 0xffffffff {
-	case kindLinkedIO:
+	case kindIO:
 		tag := int(cqe.UserData & 0xffff)
 		switch {
-		case cqe.Res == -int32(syscall.ECANCELED):
-			// The read or write before it failed or came up short: its
-			// own completion carries the request on.
-		case cqe.Res < 0 && cqe.Res != uapi.IOResAbort:
-			// The transfer succeeded but the driver refused the commit
-			// as it was issued from the link: commit again from here.
-			q.log.Warn().Int("tag", tag).Err(syscall.Errno(-cqe.Res)).Msg("linked commit refused; committing again")
-			r := &q.disp.reqs[tag]
-			q.linked[tag], r.Result = false, int32(r.Length)
-			q.commitRequest(r)
+		case cqe.Res == uapi.IOResOK:
+			q.startRequest(tag)
+		case cqe.Res == uapi.IOResAbort:
+			q.live-- // the device is going away: this tag is done
 		default:
-			q.ioCmdDone(tag, cqe.Res)
+			q.live--
+			q.log.Error().Int("tag", tag).Err(syscall.Errno(-cqe.Res)).Msg("io command failed")
 		}
-	case kindIO:
-		q.ioCmdDone(int(cqe.UserData&0xffff), cqe.Res)
 	case kindEventfd:
 		q.disp.drain(q.finish)
 		if err := q.armEventfd(); err != nil {
 			q.log.Error().Err(err).Msg("cannot re-arm eventfd")
 		}
 	case kindBackend:
-		tag := int(cqe.UserData & 0xffff)
-		if q.linked[tag] {
-			// A linked transfer that failed or came up short: its commit
-			// was cancelled, and the request is the queue's again.
-			q.linked[tag] = false
-			q.inBackend++
-		}
-		q.ringIODone(tag, cqe.Res)
-	}
-}
-
-// ioCmdDone takes the completion of tag's FETCH_REQ or
-// COMMIT_AND_FETCH_REQ: a new request, or the end of the tag.
-func (q *queue) ioCmdDone(tag int, res int32) {
-	switch res {
-	case uapi.IOResOK:
-		q.startRequest(tag)
-	case uapi.IOResAbort:
-		q.live-- // the device is going away: this tag is done
-	default:
-		q.live--
-		q.log.Error().Int("tag", tag).Err(syscall.Errno(-res)).Msg("io command failed")
+		q.ringIODone(int(cqe.UserData&0xffff), cqe.Res)
 	}
 }
 
 // ringIO submits the rest of tag's read or write, or its fdatasync, on
-// the queue's own ring; with link, the whole of a read or write, linked
-// to the tag's commit (linkCommit).
-func (q *queue) ringIO(tag int, link bool) {
+// the queue's own ring.
+func (q *queue) ringIO(tag int) {
 	r := &q.disp.reqs[tag]
 	sqe, err := q.nextSQE(tag)
 	if err != nil {
@@ -430,23 +375,6 @@ func (q *queue) ringIO(tag int, link bool) {
 		sqe.Flags |= uring.SQEFixedFile
 	}
 	sqe.UserData = kindBackend | uint64(tag)
-	if !link {
-		return
-	}
-	// The commit goes in the very next ring slot, with no submission in
-	// between (which would end the link): nextSQE left the room for it.
-	// Its SQE is the tag's pinned one, as a kernel before 6.14 reads a
-	// linked URING_CMD's command only when it issues it; the tag cannot
-	// queue another commit before this one was issued.
-	commit, err := q.ring.PinnedSQE(uint32(tag))
-	if err != nil {
-		q.log.Warn().Err(err).Msg("no entry for a linked commit; committing unlinked")
-		return
-	}
-	sqe.Flags |= uring.SQEIOLink | uring.SQECQESkipSuccess
-	q.prepIOCmd(commit, uapi.UIOCommitAndFetchReq, tag, int32(r.Length))
-	commit.UserData = kindLinkedIO | uint64(tag)
-	q.linked[tag] = true
 }
 
 // ringIODone takes the completion of a ringIO: a short transfer goes on
@@ -473,12 +401,12 @@ func (q *queue) ringIODone(tag int, res int32) {
 		q.progress[tag] += int(res)
 	}
 	if r.Result == 0 && q.progress[tag] < r.Length {
-		q.ringIO(tag, false)
+		q.ringIO(tag)
 		return
 	}
 	if r.Result == 0 && r.FUA && r.Op == backend.OpWrite && !q.syncing[tag] {
 		q.syncing[tag] = true
-		q.ringIO(tag, false)
+		q.ringIO(tag)
 		return
 	}
 	if r.Result == 0 {
@@ -497,11 +425,8 @@ func (q *queue) startRequest(tag int) {
 	}
 	q.inBackend++
 	if q.ringFD >= 0 && (r.Op == backend.OpRead || r.Op == backend.OpWrite || r.Op == backend.OpFlush) {
-		q.progress[tag], q.syncing[tag], q.linked[tag], r.Result = 0, false, false, 0
-		q.ringIO(tag, q.linkCommit && r.Op != backend.OpFlush && !r.FUA)
-		if q.linked[tag] {
-			q.inBackend-- // the kernel commits it: the queue is done with it
-		}
+		q.progress[tag], q.syncing[tag], r.Result = 0, false, 0
+		q.ringIO(tag)
 		return
 	}
 	q.disp.dispatch(r)

@@ -23,7 +23,6 @@ const (
 const (
 	FeatSingleMmap uint32 = 1 << 0
 	FeatNoDrop     uint32 = 1 << 1
-	FeatCQESkip    uint32 = 1 << 11 // IOSQE_CQE_SKIP_SUCCESS works
 )
 
 // Opcodes.
@@ -47,10 +46,6 @@ const (
 	SQEIODrain   uint8 = 1 << 1
 	SQEIOLink    uint8 = 1 << 2
 	SQEAsync     uint8 = 1 << 4
-	// SQECQESkipSuccess posts no completion when the request succeeds. On
-	// a link head that fails, its completion is posted and those of the
-	// links it cancels are not.
-	SQECQESkipSuccess uint8 = 1 << 6
 )
 
 // FsyncDatasync is IORING_FSYNC_DATASYNC.

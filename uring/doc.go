@@ -5,12 +5,6 @@
 // submit-and-wait, batch reaping, registered buffers and files (READ_FIXED,
 // WRITE_FIXED), and the IORING_OP_URING_CMD encoding that ublk speaks.
 //
-// Submission entries are handed out in turn from all but Options.Pinned of
-// them; the pinned ones are for requests the kernel reads after
-// io_uring_enter returned (a URING_CMD linked behind another request, on
-// kernels before 6.14), which the caller reuses only once it knows they
-// were issued. The SQ array maps each ring slot to its entry.
-//
 // With DEFER_TASKRUN the kernel posts completions only while the ring's
 // task waits in io_uring_enter with GETEVENTS (SubmitAndWait with waitNr >
 // 0), so a ring set up with it must be waited on, not only polled.

@@ -28,14 +28,6 @@ type Options struct {
 	// (SetupCoopTaskrun, SetupSingleIssuer): a kernel that rejects them
 	// gets a ring without them.
 	OptionalFlags uint32
-	// Pinned is how many submission entries to set aside for requests
-	// the kernel may read after io_uring_enter has returned: before Linux
-	// 6.14 a URING_CMD linked behind another request reads its command
-	// from the SQE only when it is issued, once the request before it
-	// completed. NextSQE never hands these out; PinnedSQE(i) queues the
-	// i-th, and the caller reuses it only once it knows the command was
-	// issued. They come out of Entries.
-	Pinned uint32
 }
 
 // Ring is one io_uring instance with its mapped queues.
@@ -53,12 +45,7 @@ type Ring struct {
 	sqeStride               uintptr
 	sqes                    unsafe.Pointer
 	sqeTail                 uint32 // next free slot, ahead of *sqTail until Submit
-	sqArray                 []uint32
 	cmdLen                  int
-
-	// SQEs 0..general-1 are handed out in turn by NextSQE; the pinned ones
-	// follow them. nextGeneral is the next general SQE.
-	general, nextGeneral uint32
 
 	cqHead, cqTail *uint32
 	cqMask         uint32
@@ -101,11 +88,6 @@ func setup(opts Options, flags uint32) (*Ring, error) {
 		r.Close()
 		return nil, err
 	}
-	if opts.Pinned >= r.sqEntries {
-		r.Close()
-		return nil, fmt.Errorf("uring: %d pinned entries leave none of %d for NextSQE", opts.Pinned, r.sqEntries)
-	}
-	r.general = r.sqEntries - opts.Pinned
 	return r, nil
 }
 
@@ -149,9 +131,12 @@ func (r *Ring) mapRings(p *params) error {
 	r.sqEntries = *(*uint32)(unsafe.Add(sq, p.SQOff.RingEntries))
 	r.sqes = unsafe.Pointer(&r.sqeMem[0])
 	r.sqeTail = atomic.LoadUint32(r.sqTail)
-	// The SQ array maps ring slots to SQE indexes: NextSQE and PinnedSQE
-	// fill it in as they hand entries out.
-	r.sqArray = unsafe.Slice((*uint32)(unsafe.Add(sq, p.SQOff.Array)), r.sqEntries)
+	// The SQ array maps ring slots to SQE indexes; an identity map set once
+	// lets NextSQE hand out the entry at tail&mask directly.
+	array := unsafe.Slice((*uint32)(unsafe.Add(sq, p.SQOff.Array)), r.sqEntries)
+	for i := range array {
+		array[i] = uint32(i)
+	}
 	cq := unsafe.Pointer(&cqMem[0])
 	r.cqHead = (*uint32)(unsafe.Add(cq, p.CQOff.Head))
 	r.cqTail = (*uint32)(unsafe.Add(cq, p.CQOff.Tail))
@@ -188,59 +173,20 @@ func (r *Ring) Fd() int { return r.fd }
 // kernel refused are not among them).
 func (r *Ring) Flags() uint32 { return r.flags }
 
-// Features are the IORING_FEAT_* bits the kernel reported.
-func (r *Ring) Features() uint32 { return r.features }
-
 // SQEntries is the submission queue size.
 func (r *Ring) SQEntries() uint32 { return r.sqEntries }
 
-// Room is how many entries NextSQE can hand out before ErrSQFull.
-func (r *Ring) Room() uint32 {
-	queued := r.sqeTail - atomic.LoadUint32(r.sqHead)
-	if queued >= r.general {
-		return 0
-	}
-	return r.general - queued
-}
-
 // NextSQE returns the next free submission entry, zeroed (the command area
 // of an SQE128 entry included), or ErrSQFull.
-//
-// The general entries are handed out in turn, and one is free again once
-// the kernel consumed it. Fewer than general entries not yet consumed
-// means the one handed out general turns ago was: the kernel consumes
-// the ring in order, so were it still waiting, every entry queued after
-// it would be too.
 func (r *Ring) NextSQE() (*SQE, error) {
-	if r.Room() == 0 {
+	head := atomic.LoadUint32(r.sqHead)
+	if r.sqeTail-head >= r.sqEntries {
 		return nil, ErrSQFull
 	}
-	idx := r.nextGeneral
-	if r.nextGeneral++; r.nextGeneral == r.general {
-		r.nextGeneral = 0
-	}
-	return r.queueSQE(idx), nil
-}
-
-// PinnedSQE queues pinned entry i (0 <= i < Options.Pinned), zeroed. The
-// caller must know the kernel is done with whatever it last queued in it.
-func (r *Ring) PinnedSQE(i uint32) (*SQE, error) {
-	if r.general+i >= r.sqEntries {
-		return nil, fmt.Errorf("uring: pinned entry %d of %d", i, r.sqEntries-r.general)
-	}
-	if r.sqeTail-atomic.LoadUint32(r.sqHead) >= r.sqEntries {
-		return nil, ErrSQFull
-	}
-	return r.queueSQE(r.general + i), nil
-}
-
-// queueSQE clears SQE idx and puts it in the next ring slot.
-func (r *Ring) queueSQE(idx uint32) *SQE {
-	p := unsafe.Add(r.sqes, uintptr(idx)*r.sqeStride)
+	p := unsafe.Add(r.sqes, uintptr(r.sqeTail&r.sqMask)*r.sqeStride)
 	clear(unsafe.Slice((*byte)(p), r.sqeStride))
-	r.sqArray[r.sqeTail&r.sqMask] = idx
 	r.sqeTail++
-	return (*SQE)(p)
+	return (*SQE)(p), nil
 }
 
 // Cmd returns the URING_CMD command area of sqe: 80 bytes in an SQE128 ring,

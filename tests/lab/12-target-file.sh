@@ -37,10 +37,10 @@ check "e2fsck -fn finds $DEV clean" $E2FSCK -f -n "$DEV"
 ublk_del "$DEV_ID"
 
 # The file shrinks behind the daemon's back: a read that straddles the new
-# end comes up short, which ends a read linked to its commit (the daemon
-# then finishes the request itself): the part before the end reads the
-# file's bytes, the rest zeroes. With zero copy the pages are the
-# kernel's, and the read fails instead of handing them back unfilled.
+# end comes up short, and the queue reads on from where it stopped: the
+# part before the end reads the file's bytes, the rest zeroes. With zero
+# copy the pages are the kernel's, and the read fails instead of handing
+# them back unfilled.
 half=$((64 * 1024 * 1024))
 dd if=/dev/urandom of="$WORK/tail" bs=4k count=1 2>/dev/null
 dd if=/dev/zero of="$WORK/zeros" bs=4k count=1 2>/dev/null
