@@ -143,7 +143,7 @@ type recoverer struct {
 	progress    RecoveryProgress
 	lastReport  time.Time
 
-	complete     atomic.Bool   // fast path: the node completed cur
+	complete     atomic.Bool   // the node completed cur: nothing left to pull
 	lastComplete atomic.Uint64 // the cluster's recovery-complete epoch
 	prunedBelow  atomic.Uint64 // stale copies below this may be gone
 	// distrustBelow: below this epoch the node cannot vouch that having
@@ -242,9 +242,8 @@ func createsData(op proto.Op) bool { return op == proto.OpWrite || op == proto.O
 func (r *recoverer) ready(ctx, pctx context.Context, cur, prev *epochView, prevComplete bool, req *proto.Request) error {
 	oid := req.Object
 	// Placement is checked even once the epoch is complete: a client
-	// never asks a node that is not a target, but if one did (a bug, a
-	// client confused about the epoch), the object is not here and the
-	// read would answer zeros. copies is a cache hit after the first
+	// never asks a node that is not a target, but if one did (a bug),
+	// the object is not here and the read would answer zeros. copies is a cache hit after the first
 	// request of a VDI, and isTarget a hash lookup.
 	copies, err := r.vdis.copies(ctx, oid.VDI())
 	if errors.Is(err, errUnknownVDI) && req.Op == proto.OpRemove {

@@ -4,7 +4,7 @@
 # file), every checksum verified. Where ublk has AUTO_BUF_REG (6.16+) the
 # first device moves its data with no copy (zero copy) and the second,
 # --zero-copy=false, through the daemon's buffers: each reads what the
-# other wrote.
+# other wrote. Then the backing file shrinks under a live device (below).
 . ./lib.sh
 need_ublkctl
 
