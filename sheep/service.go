@@ -40,6 +40,8 @@ type Service struct {
 	// epochs, when set (a node in a cluster), admits data requests by
 	// epoch and object readiness and answers peers' recovery reads.
 	epochs atomic.Pointer[recoverer]
+	// writes orders the attempts of one update (proto.Request.WriteID).
+	writes writeOrder
 
 	// active counts requests being served; once closing is set, new ones
 	// are refused with StatusShuttingDown, so Drain can wait for the store
@@ -139,6 +141,12 @@ func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp
 	}
 	if len(body) != wantBody {
 		return &proto.Error{Status: proto.StatusInvalidArgument, Reason: r.Op.String() + " with a body of the wrong length"}
+	}
+	if id := r.WriteID(); id != 0 {
+		if err := s.writes.enter(ctx, id); err != nil {
+			return notReady("write %d: %v", id, err)
+		}
+		defer s.writes.leave(id)
 	}
 	epochs := s.epochs.Load()
 	if r.Op.IsDataOp() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,11 +86,15 @@ type Backend struct {
 	handle *cluster.VDIHandle // the VDI is in use while we are open
 
 	closed   atomic.Bool
-	gone     atomic.Bool     // the VDI was deleted (or replaced by another of its name)
-	inflight atomic.Int64    // requests submitted and not yet done
-	ctx      context.Context // ends at Close: watchers and verifiers stop
-	stop     context.CancelFunc
-	watchers sync.WaitGroup
+	gone     atomic.Bool  // the VDI was deleted (or replaced by another of its name)
+	inflight atomic.Int64 // requests submitted and not yet done
+	// lastWriteID numbers updates (proto.Request.WriteID): from a random
+	// start, so two clients' ids practically never meet (if they did,
+	// their writes would only be served one after the other).
+	lastWriteID atomic.Uint64
+	ctx         context.Context // ends at Close: watchers and verifiers stop
+	stop        context.CancelFunc
+	watchers    sync.WaitGroup
 }
 
 // peer is one storage node, for the life of the Backend.
@@ -190,6 +195,7 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 		peers:     map[string]*peer{},
 		handle:    handle,
 	}
+	b.lastWriteID.Store(rand.Uint64())
 	// Enough pieces for a MaxIOSize request straddling objects.
 	b.maxPieces = opts.MaxIOSize/int(vdi.ObjectSize) + 2
 	for range opts.MaxInFlight {

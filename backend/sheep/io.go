@@ -209,6 +209,10 @@ func (st *ioState) planPieces(t *topology, op proto.Op, flags proto.Flags) error
 		n := int(min(size-inObj, int64(r.Length-at)))
 		p := &st.pieces[st.np]
 		p.op, p.flags, p.length = op, flags, uint32(n)
+		p.writeID = 0
+		if op.IsUpdate() {
+			p.writeID = st.b.nextWriteID()
+		}
 		p.oid = proto.NewObjectID(st.b.vdi.ID, uint32(off/size))
 		p.off = uint64(inObj)
 		p.data = nil

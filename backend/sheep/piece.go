@@ -51,7 +51,8 @@ type piece struct {
 	off       uint64 // in the object
 	length    uint32
 	data      []byte
-	flushPeer *peer // flushes: the node
+	flushPeer *peer  // flushes: the node
+	writeID   uint64 // updates: the same in every round and to every target
 
 	ntarget       int // updates: targets in the plan (subs in use)
 	nrep, attempt int // reads: replicas, and the next to try (two passes)
@@ -172,7 +173,7 @@ func (s *subCall) send(plugged bool) {
 		s.req = proto.Request{Op: proto.OpFlush} // not a data op: no epoch
 		timeout = b.opts.FlushTimeout
 	} else {
-		s.req = proto.Request{Op: p.op, Flags: p.flags, Length: p.length, Object: p.oid, Offset: p.off, Epoch: p.topo.epoch}
+		s.req = proto.Request{Op: p.op, Flags: p.flags, Length: p.length, Object: p.oid, Offset: p.off, Epoch: p.topo.epoch, Aux: p.writeID}
 	}
 	c := &s.call
 	c.ReqHeader, _ = s.req.AppendBinary(s.hdr[:0])
@@ -395,4 +396,13 @@ func (p *piece) finish(err error) {
 		p.st.fail(err)
 	}
 	p.st.finishOne()
+}
+
+// nextWriteID is the id of a new update; never 0 (no id).
+func (b *Backend) nextWriteID() uint64 {
+	for {
+		if id := b.lastWriteID.Add(1); id != 0 {
+			return id
+		}
+	}
 }

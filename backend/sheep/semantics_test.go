@@ -28,6 +28,9 @@ type recordingNode struct {
 	st  *store.Store
 	mu  sync.Mutex
 	log []proto.Request
+	// refuse, when set, picks requests answered NotReady (retryable)
+	// instead of served.
+	refuse func(proto.Request) bool
 }
 
 func (n *recordingNode) ServeRPC(ctx context.Context, req *rpc.Request, resp *rpc.Response) error {
@@ -35,7 +38,13 @@ func (n *recordingNode) ServeRPC(ctx context.Context, req *rpc.Request, resp *rp
 	if err := r.UnmarshalBinary(req.Header); err == nil && r.Op != proto.OpNodeInfo {
 		n.mu.Lock()
 		n.log = append(n.log, r)
+		refused := n.refuse != nil && n.refuse(r)
 		n.mu.Unlock()
+		if refused {
+			resp.Body = proto.AppendErrorMessage(nil, "refused by the test")
+			resp.Header, _ = (&proto.Response{Status: proto.StatusNotReady, Length: uint32(len(resp.Body))}).AppendBinary(nil)
+			return nil
+		}
 	}
 	return n.svc.ServeRPC(ctx, req, resp)
 }
@@ -220,5 +229,82 @@ func TestWriteFlushFUASemantics(t *testing.T) {
 		if !replicasOf(0)[id] || len(reqs) != 1 || reqs[0].Op != proto.OpRead {
 			t.Fatalf("read: node %s got %+v", id, reqs)
 		}
+	}
+}
+
+// Every update carries a write id: the same in each attempt and to each
+// replica of one piece (so a node can order a resend after an earlier
+// attempt it still holds), a new one for every piece and every request;
+// reads carry none.
+func TestWriteIDsAcrossResends(t *testing.T) {
+	cl, nodes := recordingCluster(t)
+	ctx := context.Background()
+	vdi, err := cl.CreateVDI(ctx, cluster.CreateVDIOptions{Name: "d", Size: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sheepbackend.Open(ctx, sheepbackend.Options{Cluster: cl, VDI: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	obj2 := proto.NewObjectID(vdi.ID, 2)
+	// Every node refuses its first write of object 2: each replica gets
+	// it at least twice.
+	for _, n := range nodes {
+		seen := false
+		n.refuse = func(r proto.Request) bool {
+			if r.Op != proto.OpWrite || r.Object != obj2 || seen {
+				return false
+			}
+			seen = true
+			return true
+		}
+	}
+	off := int64(3)*vdi.ObjectSize - 4096 // objects 2 and 3
+	writeIDs := func() map[proto.ObjectID][]uint64 {
+		ids := map[proto.ObjectID][]uint64{}
+		for _, n := range nodes {
+			for _, r := range n.take() {
+				if r.Op == proto.OpWrite {
+					ids[r.Object] = append(ids[r.Object], r.Aux)
+				} else if r.Aux != 0 {
+					t.Errorf("%v of %v carries aux %d", r.Op, r.Object, r.Aux)
+				}
+			}
+		}
+		return ids
+	}
+	pieceID := func(ids map[proto.ObjectID][]uint64, oid proto.ObjectID, min int) uint64 {
+		t.Helper()
+		got := ids[oid]
+		if len(got) < min {
+			t.Fatalf("%v: %d writes recorded, want at least %d", oid, len(got), min)
+		}
+		for _, id := range got {
+			if id == 0 || id != got[0] {
+				t.Fatalf("%v: write ids %v, want one nonzero id in every attempt", oid, got)
+			}
+		}
+		return got[0]
+	}
+	if _, err := b.WriteAt(make([]byte, 8192), off); err != nil {
+		t.Fatal(err)
+	}
+	first := writeIDs()
+	id2 := pieceID(first, obj2, 4) // 2 replicas, each refused once
+	id3 := pieceID(first, proto.NewObjectID(vdi.ID, 3), 2)
+	if id2 == id3 {
+		t.Fatalf("two pieces of one request share write id %d", id2)
+	}
+	if _, err := b.ReadAt(make([]byte, 8192), off); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WriteAt(make([]byte, 8192), off); err != nil {
+		t.Fatal(err)
+	}
+	second := writeIDs()
+	if again := pieceID(second, obj2, 2); again == id2 || again == id3 {
+		t.Fatalf("a new write reused write id %d", again)
 	}
 }

@@ -43,6 +43,9 @@ func FuzzDecodeRequest(f *testing.F) {
 			if r.Offset+uint64(r.Length) > uint64(objectSize) {
 				t.Fatalf("accepted range %d+%d in a %d-byte object", r.Offset, r.Length, objectSize)
 			}
+			if r.Op == OpRead && r.Aux != 0 {
+				t.Fatalf("accepted a read with aux %d", r.Aux)
+			}
 		case OpListObjects:
 			if r.Length == 0 || r.Length > MaxListPage {
 				t.Fatalf("accepted page of %d", r.Length)

@@ -58,6 +58,12 @@ func (o Op) IsDataOp() bool {
 	return false
 }
 
+// IsUpdate reports whether o changes an object's data: the ops whose Aux
+// is a write id (Request.WriteID).
+func (o Op) IsUpdate() bool {
+	return o == OpWrite || o == OpCreateAndWrite || o == OpDiscard
+}
+
 // Flags modify a request.
 type Flags uint16
 

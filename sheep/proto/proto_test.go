@@ -29,6 +29,8 @@ func TestRequestRoundTrip(t *testing.T) {
 	for _, want := range []Request{
 		{Op: OpRead, Epoch: 7, Object: NewObjectID(1, 2), Offset: 4096, Length: 512},
 		{Op: OpWrite, Flags: FlagFUA, Object: NewObjectID(MaxVDI, 1<<32-1), Offset: testObjectSize - 1, Length: 1},
+		{Op: OpWrite, Object: NewObjectID(1, 2), Length: 4096, Aux: 1<<64 - 1}, // a write id
+		{Op: OpDiscard, Object: 9, Length: 512, Aux: 7},
 		{Op: OpCreateAndWrite, Object: NewObjectID(3, 0), Length: testObjectSize},
 		{Op: OpCreateAndWrite, Object: NewObjectID(3, 0)},
 		{Op: OpDiscard, Flags: FlagFUA, Object: 9, Offset: 0, Length: testObjectSize},
@@ -305,6 +307,24 @@ func BenchmarkDecodeRequest(b *testing.B) {
 	for b.Loop() {
 		if _, err := DecodeRequest(hdr, testObjectSize); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// The write id is the Aux of updates only.
+func TestWriteID(t *testing.T) {
+	for _, c := range []struct {
+		r    Request
+		want uint64
+	}{
+		{Request{Op: OpWrite, Aux: 5}, 5},
+		{Request{Op: OpCreateAndWrite, Aux: 6}, 6},
+		{Request{Op: OpDiscard, Aux: 7}, 7},
+		{Request{Op: OpRead}, 0},
+		{Request{Op: OpListObjects, Aux: 8}, 0},
+	} {
+		if got := c.r.WriteID(); got != c.want {
+			t.Errorf("%v with aux %d: WriteID %d, want %d", c.r.Op, c.r.Aux, got, c.want)
 		}
 	}
 }

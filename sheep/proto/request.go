@@ -20,7 +20,11 @@ const RequestSize = 40
 //	         ReadPeer: the epoch the object is wanted as of
 //	 16    8 object id (ListObjects: first id to list)
 //	 24    8 offset within the object
-//	 32    8 aux: ListObjects: end of the listed range, exclusive (0: none); else 0
+//	 32    8 aux: ListObjects: end of the listed range, exclusive (0: none);
+//	         Write, CreateAndWrite, Discard: the write id (0: none), the
+//	         same in every attempt of one update, so a node applies a
+//	         resend only after an earlier attempt it still holds is done
+//	         (see WriteID); else 0
 type Request struct {
 	Op     Op
 	Flags  Flags
@@ -134,7 +138,7 @@ func (r *Request) checkRange(objectSize uint32) error {
 	if err := r.checkObject(); err != nil {
 		return err
 	}
-	if r.Aux != 0 {
+	if r.Aux != 0 && !r.Op.IsUpdate() {
 		return errorf(StatusInvalidArgument, r.Op.String()+" takes no aux")
 	}
 	// Offset is 64 bits: compare before adding so a huge offset cannot wrap.
@@ -153,4 +157,19 @@ func DecodeRequest(b []byte, objectSize uint32) (Request, error) {
 		return r, err
 	}
 	return r, r.Check(objectSize)
+}
+
+// WriteID is the id that orders the attempts of one update (Aux of a
+// Write, CreateAndWrite or Discard), 0 for none. A client resends an
+// update whose reply it did not get in time; the first attempt may still
+// be held on the node (waiting for recovery, or throttled halfway through
+// a multi-page write under memory pressure). Were the resend applied and
+// acknowledged first, a newer write to the same range could land before
+// the old attempt finishes and be overwritten by it. A node therefore
+// serves an update only when no other attempt with its id is in progress.
+func (r *Request) WriteID() uint64 {
+	if r.Op.IsUpdate() {
+		return r.Aux
+	}
+	return 0
 }
