@@ -142,9 +142,16 @@ func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp
 	if len(body) != wantBody {
 		return &proto.Error{Status: proto.StatusInvalidArgument, Reason: r.Op.String() + " with a body of the wrong length"}
 	}
-	if id := r.WriteID(); id != 0 {
-		if err := s.writes.enter(ctx, id); err != nil {
+	if id, attempt := r.WriteID(); id != 0 {
+		serve, err := s.writes.enter(ctx, id, attempt)
+		if err != nil {
 			return notReady("write %d: %v", id, err)
+		}
+		if !serve {
+			// A newer attempt of this update started: this one is stale,
+			// and the client, which only resends once it gave up on an
+			// attempt, no longer waits for its reply.
+			return nil
 		}
 		defer s.writes.leave(id)
 	}

@@ -3,58 +3,134 @@ package sheep
 import (
 	"context"
 	"sync"
+	"time"
 )
 
-// writeOrder serializes the attempts of one update (proto.Request.WriteID):
-// an attempt is served only once no other attempt with its id is in
-// progress on this node. A client resends an update it got no reply for
-// in time while the first attempt may still be held here (waiting for the
-// object's recovery, or throttled halfway through a multi-page write under
-// memory pressure); the resend's reply then comes only after the first
-// attempt is done, so no newer write the client issues after that reply
-// can be overwritten by the old attempt finishing late.
+// writeOrder orders the attempts of one update (proto.Request.WriteID) on
+// this node: an attempt is served only once no other attempt with its id
+// is in progress, and an attempt older than one already started is not
+// served at all. A client resends an update it got no reply for in time,
+// with the next attempt number, while the earlier attempt may still be
+// held here: waiting for the object's recovery, throttled halfway through
+// a multi-page write under memory pressure, or not even read yet from a
+// connection the client gave up on. Without the order the resend could be
+// acknowledged first, and the old attempt would then overwrite whatever
+// newer write the client made to the same blocks after that reply.
+//
+// An id whose attempts were all first attempts is forgotten when the
+// attempt ends. An id that saw a resend is kept (keepFor, at most maxKept
+// of them, oldest dropped first): its older attempts may still arrive.
 type writeOrder struct {
-	mu sync.Mutex
-	// busy holds the id of every attempt in progress, with a channel
-	// closed when it is done, made only once another attempt waits (nil
-	// until then: the usual write allocates nothing here).
-	busy map[uint64]chan struct{}
+	mu   sync.Mutex
+	ids  map[uint64]writeState
+	kept []keptID // ids kept after a resend, oldest first, from keptHead
+	head int
+
+	keepFor time.Duration // 0: defaultKeepFor
+	maxKept int           // 0: defaultMaxKept
 }
 
-// enter waits until no attempt with id is in progress, then marks id in
-// progress; leave must follow. It returns ctx's error if ctx ends first.
-func (w *writeOrder) enter(ctx context.Context, id uint64) error {
+// A stale attempt waits at most as long as a node's requests can be held
+// up; ten minutes is far past the io-timeout any client uses. 64k kept
+// ids cost a few MiB at most, and only resends (faults) add them.
+const (
+	defaultKeepFor = 10 * time.Minute
+	defaultMaxKept = 1 << 16
+)
+
+type writeState struct {
+	newest  uint16 // the newest attempt started
+	running bool   // an attempt is in progress
+	keptAt  int64  // when the id was last kept (UnixNano), 0 if not kept
+	// done is closed when the running attempt ends; made only once
+	// another attempt waits, so the usual write allocates nothing here.
+	done chan struct{}
+}
+
+type keptID struct {
+	id uint64
+	at int64
+}
+
+// enter lets attempt of update id in: it waits while another attempt of
+// id is in progress, then reports serve true (leave must follow), or
+// false when a newer attempt already started (this one must not be
+// applied). It returns ctx's error if ctx ends while it waits.
+func (w *writeOrder) enter(ctx context.Context, id uint64, attempt uint16) (serve bool, err error) {
 	for {
 		w.mu.Lock()
-		done, held := w.busy[id]
-		if !held {
-			if w.busy == nil {
-				w.busy = make(map[uint64]chan struct{})
-			}
-			w.busy[id] = nil
+		st, known := w.ids[id]
+		switch {
+		case known && attempt < st.newest:
 			w.mu.Unlock()
-			return nil
+			return false, nil
+		case !st.running:
+			st.running, st.newest = true, max(st.newest, attempt)
+			if w.ids == nil {
+				w.ids = make(map[uint64]writeState)
+			}
+			w.ids[id] = st
+			w.mu.Unlock()
+			return true, nil
 		}
-		if done == nil {
-			done = make(chan struct{})
-			w.busy[id] = done
+		if st.done == nil {
+			st.done = make(chan struct{})
+			w.ids[id] = st
 		}
+		done := st.done
 		w.mu.Unlock()
 		select {
 		case <-done:
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 	}
 }
 
-// leave ends the attempt with id that enter let in.
+// leave ends the attempt of id that enter let in.
 func (w *writeOrder) leave(id uint64) {
 	w.mu.Lock()
-	done := w.busy[id]
-	delete(w.busy, id)
+	st := w.ids[id]
+	done := st.done
+	if st.newest <= 1 {
+		delete(w.ids, id) // first attempts only: nothing older can come
+	} else {
+		now := time.Now().UnixNano()
+		st.running, st.done, st.keptAt = false, nil, now
+		w.ids[id] = st
+		w.kept = append(w.kept, keptID{id, now})
+		w.expireLocked(now)
+	}
 	w.mu.Unlock()
 	if done != nil {
-		close(done) // every waiter tries again; one gets in
+		close(done) // every waiter tries again
+	}
+}
+
+// expireLocked forgets kept ids past keepFor, and the oldest beyond
+// maxKept.
+func (w *writeOrder) expireLocked(now int64) {
+	keepFor, maxKept := w.keepFor, w.maxKept
+	if keepFor == 0 {
+		keepFor = defaultKeepFor
+	}
+	if maxKept == 0 {
+		maxKept = defaultMaxKept
+	}
+	for w.head < len(w.kept) {
+		k := w.kept[w.head]
+		if now-k.at < int64(keepFor) && len(w.kept)-w.head <= maxKept {
+			break
+		}
+		w.head++
+		// Only the id's latest keep forgets it, and never while an
+		// attempt runs.
+		if st, ok := w.ids[k.id]; ok && !st.running && st.keptAt == k.at {
+			delete(w.ids, k.id)
+		}
+	}
+	if w.head > len(w.kept)/2 {
+		w.kept = append(w.kept[:0], w.kept[w.head:]...)
+		w.head = 0
 	}
 }

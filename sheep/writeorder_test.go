@@ -13,9 +13,10 @@ import (
 	"github.com/sheepblk/sheepblk/sheep/proto"
 )
 
-// A resent update waits for the attempt with its write id that the node
-// still holds, and only then is served; other ids and writes without one
-// are not held up; a waiter whose context ends gives up.
+// The node orders the attempts of one update: a resend waits for an
+// earlier attempt still in progress and is served after it; an attempt
+// older than one already served is answered without being applied; other
+// ids and writes without one are not held up.
 func TestResentWriteWaitsForEarlierAttempt(t *testing.T) {
 	n, err := NewNode(Options{Dir: t.TempDir(), ObjectSize: testObjectSize})
 	if err != nil {
@@ -24,8 +25,12 @@ func TestResentWriteWaitsForEarlierAttempt(t *testing.T) {
 	defer n.Close()
 	svc := n.Service()
 	ctx := context.Background()
-	write := func(id uint64, oid proto.ObjectID, data []byte) <-chan error {
-		hdr, _ := (&proto.Request{Op: proto.OpWrite, Object: oid, Length: uint32(len(data)), Aux: id}).AppendBinary(nil)
+	write := func(id uint64, attempt int, oid proto.ObjectID, data []byte) <-chan error {
+		var aux uint64
+		if id != 0 {
+			aux = proto.WriteAux(id, attempt)
+		}
+		hdr, _ := (&proto.Request{Op: proto.OpWrite, Object: oid, Length: uint32(len(data)), Aux: aux}).AppendBinary(nil)
 		done := make(chan error, 1)
 		go func() {
 			var resp rpc.Response
@@ -42,90 +47,102 @@ func TestResentWriteWaitsForEarlierAttempt(t *testing.T) {
 		}()
 		return done
 	}
-	const held = 42
-	// The first attempt of write 42 is in progress (held here as if it
-	// were waiting in the node).
-	if err := svc.writes.enter(ctx, held); err != nil {
-		t.Fatal(err)
-	}
-	resend := write(held, 1, []byte("resend!!"))
-	other := write(held+1, 2, []byte("other id"))
-	plain := write(0, 3, []byte("no id...")) // an older client: no id
-	for name, c := range map[string]<-chan error{"another write id": other, "a write without id": plain} {
+	wait := func(what string, c <-chan error) {
+		t.Helper()
 		select {
 		case err := <-c:
 			if err != nil {
-				t.Fatalf("%s: %v", name, err)
+				t.Fatalf("%s: %v", what, err)
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatalf("%s was held up by write %d", name, held)
+			t.Fatalf("%s: no reply", what)
 		}
 	}
+	content := func(oid proto.ObjectID) string {
+		got := make([]byte, 8)
+		if err := n.Store().ReadAt(oid, got, 0); err != nil {
+			t.Fatal(err)
+		}
+		return string(bytes.TrimRight(got, "\x00"))
+	}
+	const held = 42
+	// Attempt 1 of write 42 is in progress (held here as if it were
+	// throttled in the node).
+	if serve, err := svc.writes.enter(ctx, held, 1); err != nil || !serve {
+		t.Fatalf("enter attempt 1: %v, %v", serve, err)
+	}
+	resend := write(held, 2, 1, []byte("attempt2"))
+	wait("another write id", write(held+1, 1, 2, []byte("other id")))
+	wait("a write without id", write(0, 0, 3, []byte("no id"))) // an older client
 	select {
 	case err := <-resend:
-		t.Fatalf("the resend of write %d was served while an earlier attempt was in progress (err %v)", held, err)
+		t.Fatalf("attempt 2 was served while attempt 1 was in progress (err %v)", err)
 	case <-time.After(200 * time.Millisecond):
 	}
 	if n.Store().Exists(1) {
 		t.Fatal("the held resend was applied")
 	}
 	svc.writes.leave(held)
-	select {
-	case err := <-resend:
-		if err != nil {
-			t.Fatalf("resend after the first attempt ended: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the resend stayed held after the first attempt ended")
+	wait("attempt 2 after attempt 1 ended", resend)
+	if got := content(1); got != "attempt2" {
+		t.Fatalf("object 1 after attempt 2: %q", got)
 	}
-	got := make([]byte, 8)
-	if err := n.Store().ReadAt(1, got, 0); err != nil || !bytes.Equal(got, []byte("resend!!")) {
-		t.Fatalf("object 1 after the resend: %q, %v", got, err)
+	// The client acknowledged attempt 2 and wrote the blocks again (a new
+	// write, a new id); then the stale attempt 1 arrives: it is answered
+	// but not applied.
+	wait("the newer write", write(held+2, 1, 1, []byte("newer!!!")))
+	wait("stale attempt 1", write(held, 1, 1, []byte("stale!!!")))
+	if got := content(1); got != "newer!!!" {
+		t.Fatalf("object 1 after a stale attempt: %q, want the newer write", got)
+	}
+}
+
+func TestWriteOrder(t *testing.T) {
+	ctx := context.Background()
+	var w writeOrder
+	enter := func(id uint64, attempt uint16) bool {
+		t.Helper()
+		serve, err := w.enter(ctx, id, attempt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return serve
 	}
 
 	// A waiter whose context ends gives up instead of waiting forever.
-	var w writeOrder
-	if err := w.enter(ctx, 7); err != nil {
-		t.Fatal(err)
-	}
+	enter(7, 1)
 	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if err := w.enter(cctx, 7); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := w.enter(cctx, 7, 2); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("enter of a held id with an ending context: %v", err)
 	}
 	w.leave(7)
-	if err := w.enter(ctx, 7); err != nil {
-		t.Fatalf("enter after leave: %v", err)
+	if len(w.ids) != 0 {
+		t.Fatalf("an id with only a first attempt is still known: %v", w.ids)
 	}
-	w.leave(7)
-	if len(w.busy) != 0 {
-		t.Fatalf("%d ids left marked busy", len(w.busy))
-	}
-	// An attempt nobody waits for allocates nothing once the map has room.
+	// First attempts allocate nothing once the map has room.
 	if n := testing.AllocsPerRun(100, func() {
-		w.enter(ctx, 9)
+		w.enter(ctx, 9, 1)
 		w.leave(9)
 	}); n != 0 {
-		t.Errorf("enter+leave with no waiter: %v allocations", n)
+		t.Errorf("enter+leave of a first attempt: %v allocations", n)
 	}
 
-	// Three resends of one held write: all wait, and all get in, one at a
-	// time, once it is done.
-	if err := w.enter(ctx, 11); err != nil {
-		t.Fatal(err)
-	}
-	var inside, most atomic.Int32
+	// Three attempts wait for a held first one; all get in, one at a
+	// time, each either served or (older than one served) refused.
+	enter(11, 1)
+	var inside, most, served atomic.Int32
 	var wg sync.WaitGroup
-	for range 3 {
+	for attempt := uint16(2); attempt <= 4; attempt++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := w.enter(ctx, 11); err != nil {
-				t.Error(err)
+			serve, err := w.enter(ctx, 11, attempt)
+			if err != nil || !serve {
 				return
 			}
-			now := inside.Add(1)
-			if now > most.Load() {
+			served.Add(1)
+			if now := inside.Add(1); now > most.Load() {
 				most.Store(now)
 			}
 			time.Sleep(5 * time.Millisecond)
@@ -139,7 +156,34 @@ func TestResentWriteWaitsForEarlierAttempt(t *testing.T) {
 	}
 	w.leave(11)
 	wg.Wait()
-	if most.Load() != 1 {
-		t.Fatalf("%d attempts of one write in progress at once", most.Load())
+	if most.Load() != 1 || served.Load() == 0 {
+		t.Fatalf("%d attempts in progress at once, %d served", most.Load(), served.Load())
+	}
+	if enter(11, 3) {
+		t.Fatal("attempt 3 served after attempt 4 started") // 4 always gets in: nothing newer exists
+	}
+
+	// A kept id is forgotten after keepFor, and beyond maxKept the oldest
+	// go first.
+	w2 := writeOrder{keepFor: time.Hour, maxKept: 2}
+	for id := uint64(1); id <= 3; id++ {
+		w2.enter(ctx, id, 2)
+		w2.leave(id)
+	}
+	if _, ok := w2.ids[1]; ok || len(w2.ids) != 2 {
+		t.Fatalf("kept ids %v, want 2 and 3", w2.ids)
+	}
+	if serve, _ := w2.enter(ctx, 1, 1); !serve {
+		t.Fatal("an attempt of a forgotten id was refused")
+	}
+	w2.leave(1)
+	w3 := writeOrder{keepFor: time.Millisecond}
+	w3.enter(ctx, 5, 2)
+	w3.leave(5)
+	time.Sleep(5 * time.Millisecond)
+	w3.enter(ctx, 6, 2)
+	w3.leave(6) // expires 5
+	if _, ok := w3.ids[5]; ok {
+		t.Fatal("a kept id outlived keepFor")
 	}
 }

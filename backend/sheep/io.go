@@ -209,7 +209,7 @@ func (st *ioState) planPieces(t *topology, op proto.Op, flags proto.Flags) error
 		n := int(min(size-inObj, int64(r.Length-at)))
 		p := &st.pieces[st.np]
 		p.op, p.flags, p.length = op, flags, uint32(n)
-		p.writeID = 0
+		p.writeID, p.rounds = 0, 0
 		if op.IsUpdate() {
 			p.writeID = st.b.nextWriteID()
 		}

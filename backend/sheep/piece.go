@@ -53,6 +53,7 @@ type piece struct {
 	data      []byte
 	flushPeer *peer  // flushes: the node
 	writeID   uint64 // updates: the same in every round and to every target
+	rounds    int    // updates: rounds sent so far (the attempt number)
 
 	ntarget       int // updates: targets in the plan (subs in use)
 	nrep, attempt int // reads: replicas, and the next to try (two passes)
@@ -128,6 +129,7 @@ func (p *piece) round(plugged bool) {
 	if p.op != proto.OpRead {
 		todo = (1<<p.ntarget - 1) &^ p.acked
 		p.outstanding = bits.OnesCount32(todo)
+		p.rounds++
 	}
 	p.mu.Unlock()
 	if p.op == proto.OpRead {
@@ -173,7 +175,10 @@ func (s *subCall) send(plugged bool) {
 		s.req = proto.Request{Op: proto.OpFlush} // not a data op: no epoch
 		timeout = b.opts.FlushTimeout
 	} else {
-		s.req = proto.Request{Op: p.op, Flags: p.flags, Length: p.length, Object: p.oid, Offset: p.off, Epoch: p.topo.epoch, Aux: p.writeID}
+		s.req = proto.Request{Op: p.op, Flags: p.flags, Length: p.length, Object: p.oid, Offset: p.off, Epoch: p.topo.epoch}
+		if p.writeID != 0 {
+			s.req.Aux = proto.WriteAux(p.writeID, p.rounds)
+		}
 	}
 	c := &s.call
 	c.ReqHeader, _ = s.req.AppendBinary(s.hdr[:0])
@@ -398,10 +403,10 @@ func (p *piece) finish(err error) {
 	p.st.finishOne()
 }
 
-// nextWriteID is the id of a new update; never 0 (no id).
+// nextWriteID is the id of a new update: 1..proto.MaxWriteID.
 func (b *Backend) nextWriteID() uint64 {
 	for {
-		if id := b.lastWriteID.Add(1); id != 0 {
+		if id := b.lastWriteID.Add(1) & proto.MaxWriteID; id != 0 {
 			return id
 		}
 	}

@@ -233,9 +233,9 @@ func TestWriteFlushFUASemantics(t *testing.T) {
 }
 
 // Every update carries a write id: the same in each attempt and to each
-// replica of one piece (so a node can order a resend after an earlier
-// attempt it still holds), a new one for every piece and every request;
-// reads carry none.
+// replica of one piece, with the attempt numbered from 1 (so a node can
+// order a resend after an earlier attempt, and refuse a stale one), a new
+// id for every piece and every request; reads carry none.
 func TestWriteIDsAcrossResends(t *testing.T) {
 	cl, nodes := recordingCluster(t)
 	ctx := context.Background()
@@ -252,7 +252,8 @@ func TestWriteIDsAcrossResends(t *testing.T) {
 	// Every node refuses its first write of object 2: each replica gets
 	// it at least twice.
 	for _, n := range nodes {
-		seen := false
+		seen := false // under n.mu, as refuse is called
+		n.mu.Lock()
 		n.refuse = func(r proto.Request) bool {
 			if r.Op != proto.OpWrite || r.Object != obj2 || seen {
 				return false
@@ -260,14 +261,21 @@ func TestWriteIDsAcrossResends(t *testing.T) {
 			seen = true
 			return true
 		}
+		n.mu.Unlock()
 	}
 	off := int64(3)*vdi.ObjectSize - 4096 // objects 2 and 3
-	writeIDs := func() map[proto.ObjectID][]uint64 {
-		ids := map[proto.ObjectID][]uint64{}
-		for _, n := range nodes {
+	type attempt struct {
+		node string
+		id   uint64
+		n    uint16
+	}
+	writeIDs := func() map[proto.ObjectID][]attempt {
+		ids := map[proto.ObjectID][]attempt{}
+		for name, n := range nodes {
 			for _, r := range n.take() {
 				if r.Op == proto.OpWrite {
-					ids[r.Object] = append(ids[r.Object], r.Aux)
+					id, a := r.WriteID()
+					ids[r.Object] = append(ids[r.Object], attempt{name, id, a})
 				} else if r.Aux != 0 {
 					t.Errorf("%v of %v carries aux %d", r.Op, r.Object, r.Aux)
 				}
@@ -275,18 +283,24 @@ func TestWriteIDsAcrossResends(t *testing.T) {
 		}
 		return ids
 	}
-	pieceID := func(ids map[proto.ObjectID][]uint64, oid proto.ObjectID, min int) uint64 {
+	// pieceID checks that every write of oid carries one nonzero id, and
+	// that each node got attempts 1, 2, ... in turn.
+	pieceID := func(ids map[proto.ObjectID][]attempt, oid proto.ObjectID, min int) uint64 {
 		t.Helper()
 		got := ids[oid]
 		if len(got) < min {
 			t.Fatalf("%v: %d writes recorded, want at least %d", oid, len(got), min)
 		}
-		for _, id := range got {
-			if id == 0 || id != got[0] {
-				t.Fatalf("%v: write ids %v, want one nonzero id in every attempt", oid, got)
+		next := map[string]uint16{}
+		for _, a := range got {
+			if a.id == 0 || a.id != got[0].id {
+				t.Fatalf("%v: writes %v, want one nonzero id in every attempt", oid, got)
+			}
+			if next[a.node]++; a.n != next[a.node] {
+				t.Fatalf("%v: node %s got attempt %d, want %d (%v)", oid, a.node, a.n, next[a.node], got)
 			}
 		}
-		return got[0]
+		return got[0].id
 	}
 	if _, err := b.WriteAt(make([]byte, 8192), off); err != nil {
 		t.Fatal(err)

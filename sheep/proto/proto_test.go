@@ -29,8 +29,8 @@ func TestRequestRoundTrip(t *testing.T) {
 	for _, want := range []Request{
 		{Op: OpRead, Epoch: 7, Object: NewObjectID(1, 2), Offset: 4096, Length: 512},
 		{Op: OpWrite, Flags: FlagFUA, Object: NewObjectID(MaxVDI, 1<<32-1), Offset: testObjectSize - 1, Length: 1},
-		{Op: OpWrite, Object: NewObjectID(1, 2), Length: 4096, Aux: 1<<64 - 1}, // a write id
-		{Op: OpDiscard, Object: 9, Length: 512, Aux: 7},
+		{Op: OpWrite, Object: NewObjectID(1, 2), Length: 4096, Aux: WriteAux(MaxWriteID, 1<<16-1)},
+		{Op: OpDiscard, Object: 9, Length: 512, Aux: WriteAux(7, 1)},
 		{Op: OpCreateAndWrite, Object: NewObjectID(3, 0), Length: testObjectSize},
 		{Op: OpCreateAndWrite, Object: NewObjectID(3, 0)},
 		{Op: OpDiscard, Flags: FlagFUA, Object: 9, Offset: 0, Length: testObjectSize},
@@ -84,6 +84,8 @@ func TestDecodeRequestRefusesBadInput(t *testing.T) {
 		{"end past object", encodeRequest(Request{Op: OpDiscard, Object: 1, Offset: testObjectSize - 10, Length: 11}), StatusOutOfRange},
 		{"reserved id bits", encodeRequest(Request{Op: OpRead, Object: 1 << 60, Length: 1}), StatusInvalidArgument},
 		{"aux on read", encodeRequest(Request{Op: OpRead, Object: 1, Length: 1, Aux: 1}), StatusInvalidArgument},
+		{"write attempt without id", encodeRequest(Request{Op: OpWrite, Object: 1, Length: 1, Aux: 1}), StatusInvalidArgument},
+		{"write id without attempt", encodeRequest(Request{Op: OpWrite, Object: 1, Length: 1, Aux: 1 << 16}), StatusInvalidArgument},
 		{"FUA on read", encodeRequest(Request{Op: OpRead, Flags: FlagFUA, Object: 1, Length: 1}), StatusInvalidArgument},
 		{"remove with length", encodeRequest(Request{Op: OpRemove, Object: 1, Length: 1}), StatusInvalidArgument},
 		{"flush with object", encodeRequest(Request{Op: OpFlush, Object: 1}), StatusInvalidArgument},
@@ -311,20 +313,22 @@ func BenchmarkDecodeRequest(b *testing.B) {
 	}
 }
 
-// The write id is the Aux of updates only.
+// The write id and attempt are the Aux of updates only.
 func TestWriteID(t *testing.T) {
 	for _, c := range []struct {
-		r    Request
-		want uint64
+		r       Request
+		id      uint64
+		attempt uint16
 	}{
-		{Request{Op: OpWrite, Aux: 5}, 5},
-		{Request{Op: OpCreateAndWrite, Aux: 6}, 6},
-		{Request{Op: OpDiscard, Aux: 7}, 7},
-		{Request{Op: OpRead}, 0},
-		{Request{Op: OpListObjects, Aux: 8}, 0},
+		{Request{Op: OpWrite, Aux: WriteAux(5, 1)}, 5, 1},
+		{Request{Op: OpCreateAndWrite, Aux: WriteAux(MaxWriteID, 70000)}, MaxWriteID, 1<<16 - 1},
+		{Request{Op: OpDiscard, Aux: WriteAux(7, 2)}, 7, 2},
+		{Request{Op: OpWrite}, 0, 0},
+		{Request{Op: OpRead}, 0, 0},
+		{Request{Op: OpListObjects, Aux: 8 << 16}, 0, 0},
 	} {
-		if got := c.r.WriteID(); got != c.want {
-			t.Errorf("%v with aux %d: WriteID %d, want %d", c.r.Op, c.r.Aux, got, c.want)
+		if id, attempt := c.r.WriteID(); id != c.id || attempt != c.attempt {
+			t.Errorf("%v with aux %#x: WriteID %d, %d, want %d, %d", c.r.Op, c.r.Aux, id, attempt, c.id, c.attempt)
 		}
 	}
 }

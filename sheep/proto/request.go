@@ -21,9 +21,8 @@ const RequestSize = 40
 //	 16    8 object id (ListObjects: first id to list)
 //	 24    8 offset within the object
 //	 32    8 aux: ListObjects: end of the listed range, exclusive (0: none);
-//	         Write, CreateAndWrite, Discard: the write id (0: none), the
-//	         same in every attempt of one update, so a node applies a
-//	         resend only after an earlier attempt it still holds is done
+//	         Write, CreateAndWrite, Discard: the write id in the high 48
+//	         bits and the attempt (from 1) in the low 16, or 0 for none
 //	         (see WriteID); else 0
 type Request struct {
 	Op     Op
@@ -141,6 +140,9 @@ func (r *Request) checkRange(objectSize uint32) error {
 	if r.Aux != 0 && !r.Op.IsUpdate() {
 		return errorf(StatusInvalidArgument, r.Op.String()+" takes no aux")
 	}
+	if id, attempt := r.WriteID(); (id == 0) != (attempt == 0) {
+		return errorf(StatusInvalidArgument, "write id "+strconv.FormatUint(id, 10)+" with attempt "+strconv.Itoa(int(attempt)))
+	}
 	// Offset is 64 bits: compare before adding so a huge offset cannot wrap.
 	if r.Offset > uint64(objectSize) || uint64(r.Length) > uint64(objectSize)-r.Offset {
 		return errorf(StatusOutOfRange, "range "+strconv.FormatUint(r.Offset, 10)+"+"+strconv.FormatUint(uint64(r.Length), 10)+
@@ -159,17 +161,29 @@ func DecodeRequest(b []byte, objectSize uint32) (Request, error) {
 	return r, r.Check(objectSize)
 }
 
-// WriteID is the id that orders the attempts of one update (Aux of a
-// Write, CreateAndWrite or Discard), 0 for none. A client resends an
-// update whose reply it did not get in time; the first attempt may still
-// be held on the node (waiting for recovery, or throttled halfway through
-// a multi-page write under memory pressure). Were the resend applied and
-// acknowledged first, a newer write to the same range could land before
-// the old attempt finishes and be overwritten by it. A node therefore
-// serves an update only when no other attempt with its id is in progress.
-func (r *Request) WriteID() uint64 {
-	if r.Op.IsUpdate() {
-		return r.Aux
+// MaxWriteID is the largest write id: it has 48 bits.
+const MaxWriteID = 1<<48 - 1
+
+// WriteAux is the Aux of attempt number attempt (from 1; past 65535 it
+// stays there) of the update with write id id (1..MaxWriteID).
+func WriteAux(id uint64, attempt int) uint64 {
+	return (id&MaxWriteID)<<16 | uint64(min(attempt, 1<<16-1))
+}
+
+// WriteID is the write id and the attempt of an update (Aux of a Write,
+// CreateAndWrite or Discard); 0, 0 for none and for other ops. A client
+// resends an update whose reply it did not get in time, with the same id
+// and the next attempt number; an earlier attempt may still be held on
+// the node (waiting for the object's recovery, throttled halfway through
+// a multi-page write under memory pressure, or not even read yet from a
+// connection the client gave up on). Were the resend applied and
+// acknowledged, and the old attempt applied after a newer write to the
+// same range, that write would be lost. A node therefore serves an
+// update only when no other attempt with its id is in progress, and
+// never one older than an attempt it already started.
+func (r *Request) WriteID() (id uint64, attempt uint16) {
+	if !r.Op.IsUpdate() {
+		return 0, 0
 	}
-	return 0
+	return r.Aux >> 16, uint16(r.Aux)
 }
