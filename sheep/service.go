@@ -143,7 +143,8 @@ func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp
 		return &proto.Error{Status: proto.StatusInvalidArgument, Reason: r.Op.String() + " with a body of the wrong length"}
 	}
 	if id, attempt := r.WriteID(); id != 0 {
-		serve, err := s.writes.enter(ctx, id, attempt)
+		key := writeKey{r.Object, id}
+		serve, err := s.writes.enter(ctx, key, attempt)
 		if err != nil {
 			return notReady("write %d: %v", id, err)
 		}
@@ -153,7 +154,7 @@ func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp
 			// attempt, no longer waits for its reply.
 			return nil
 		}
-		defer s.writes.leave(id)
+		defer s.writes.leave(key)
 	}
 	epochs := s.epochs.Load()
 	if r.Op.IsDataOp() {

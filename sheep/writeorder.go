@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/sheepblk/sheepblk/sheep/proto"
 )
 
 // writeOrder orders the attempts of one update (proto.Request.WriteID) on
@@ -22,7 +24,7 @@ import (
 // of them, oldest dropped first): its older attempts may still arrive.
 type writeOrder struct {
 	mu   sync.Mutex
-	ids  map[uint64]writeState
+	ids  map[writeKey]writeState
 	kept []keptID // ids kept after a resend, oldest first, from keptHead
 	head int
 
@@ -47,16 +49,24 @@ type writeState struct {
 	done chan struct{}
 }
 
+// writeKey names an update: its write id, with its object, so that even
+// two clients whose ids met could not hold up or refuse each other's
+// writes unless they also wrote the same object.
+type writeKey struct {
+	oid proto.ObjectID
+	id  uint64
+}
+
 type keptID struct {
-	id uint64
-	at int64
+	key writeKey
+	at  int64
 }
 
 // enter lets attempt of update id in: it waits while another attempt of
 // id is in progress, then reports serve true (leave must follow), or
 // false when a newer attempt already started (this one must not be
 // applied). It returns ctx's error if ctx ends while it waits.
-func (w *writeOrder) enter(ctx context.Context, id uint64, attempt uint16) (serve bool, err error) {
+func (w *writeOrder) enter(ctx context.Context, id writeKey, attempt uint16) (serve bool, err error) {
 	for {
 		w.mu.Lock()
 		st, known := w.ids[id]
@@ -67,7 +77,7 @@ func (w *writeOrder) enter(ctx context.Context, id uint64, attempt uint16) (serv
 		case !st.running:
 			st.running, st.newest = true, max(st.newest, attempt)
 			if w.ids == nil {
-				w.ids = make(map[uint64]writeState)
+				w.ids = make(map[writeKey]writeState)
 			}
 			w.ids[id] = st
 			w.mu.Unlock()
@@ -88,7 +98,7 @@ func (w *writeOrder) enter(ctx context.Context, id uint64, attempt uint16) (serv
 }
 
 // leave ends the attempt of id that enter let in.
-func (w *writeOrder) leave(id uint64) {
+func (w *writeOrder) leave(id writeKey) {
 	w.mu.Lock()
 	st := w.ids[id]
 	done := st.done
@@ -125,8 +135,8 @@ func (w *writeOrder) expireLocked(now int64) {
 		w.head++
 		// Only the id's latest keep forgets it, and never while an
 		// attempt runs.
-		if st, ok := w.ids[k.id]; ok && !st.running && st.keptAt == k.at {
-			delete(w.ids, k.id)
+		if st, ok := w.ids[k.key]; ok && !st.running && st.keptAt == k.at {
+			delete(w.ids, k.key)
 		}
 	}
 	if w.head > len(w.kept)/2 {

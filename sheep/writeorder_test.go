@@ -68,11 +68,12 @@ func TestResentWriteWaitsForEarlierAttempt(t *testing.T) {
 	const held = 42
 	// Attempt 1 of write 42 is in progress (held here as if it were
 	// throttled in the node).
-	if serve, err := svc.writes.enter(ctx, held, 1); err != nil || !serve {
+	if serve, err := svc.writes.enter(ctx, writeKey{1, held}, 1); err != nil || !serve {
 		t.Fatalf("enter attempt 1: %v, %v", serve, err)
 	}
 	resend := write(held, 2, 1, []byte("attempt2"))
 	wait("another write id", write(held+1, 1, 2, []byte("other id")))
+	wait("the same id on another object", write(held, 2, 4, []byte("obj four")))
 	wait("a write without id", write(0, 0, 3, []byte("no id"))) // an older client
 	select {
 	case err := <-resend:
@@ -82,7 +83,7 @@ func TestResentWriteWaitsForEarlierAttempt(t *testing.T) {
 	if n.Store().Exists(1) {
 		t.Fatal("the held resend was applied")
 	}
-	svc.writes.leave(held)
+	svc.writes.leave(writeKey{1, held})
 	wait("attempt 2 after attempt 1 ended", resend)
 	if got := content(1); got != "attempt2" {
 		t.Fatalf("object 1 after attempt 2: %q", got)
@@ -100,9 +101,10 @@ func TestResentWriteWaitsForEarlierAttempt(t *testing.T) {
 func TestWriteOrder(t *testing.T) {
 	ctx := context.Background()
 	var w writeOrder
+	k := func(id uint64) writeKey { return writeKey{oid: 1, id: id} }
 	enter := func(id uint64, attempt uint16) bool {
 		t.Helper()
-		serve, err := w.enter(ctx, id, attempt)
+		serve, err := w.enter(ctx, k(id), attempt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,17 +115,17 @@ func TestWriteOrder(t *testing.T) {
 	enter(7, 1)
 	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if _, err := w.enter(cctx, 7, 2); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := w.enter(cctx, k(7), 2); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("enter of a held id with an ending context: %v", err)
 	}
-	w.leave(7)
+	w.leave(k(7))
 	if len(w.ids) != 0 {
 		t.Fatalf("an id with only a first attempt is still known: %v", w.ids)
 	}
 	// First attempts allocate nothing once the map has room.
 	if n := testing.AllocsPerRun(100, func() {
-		w.enter(ctx, 9, 1)
-		w.leave(9)
+		w.enter(ctx, k(9), 1)
+		w.leave(k(9))
 	}); n != 0 {
 		t.Errorf("enter+leave of a first attempt: %v allocations", n)
 	}
@@ -137,7 +139,7 @@ func TestWriteOrder(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serve, err := w.enter(ctx, 11, attempt)
+			serve, err := w.enter(ctx, k(11), attempt)
 			if err != nil || !serve {
 				return
 			}
@@ -147,14 +149,14 @@ func TestWriteOrder(t *testing.T) {
 			}
 			time.Sleep(5 * time.Millisecond)
 			inside.Add(-1)
-			w.leave(11)
+			w.leave(k(11))
 		}()
 	}
 	time.Sleep(20 * time.Millisecond)
 	if inside.Load() != 0 {
 		t.Fatal("a resend got in while the first attempt was in progress")
 	}
-	w.leave(11)
+	w.leave(k(11))
 	wg.Wait()
 	if most.Load() != 1 || served.Load() == 0 {
 		t.Fatalf("%d attempts in progress at once, %d served", most.Load(), served.Load())
@@ -167,23 +169,23 @@ func TestWriteOrder(t *testing.T) {
 	// go first.
 	w2 := writeOrder{keepFor: time.Hour, maxKept: 2}
 	for id := uint64(1); id <= 3; id++ {
-		w2.enter(ctx, id, 2)
-		w2.leave(id)
+		w2.enter(ctx, k(id), 2)
+		w2.leave(k(id))
 	}
-	if _, ok := w2.ids[1]; ok || len(w2.ids) != 2 {
+	if _, ok := w2.ids[k(1)]; ok || len(w2.ids) != 2 {
 		t.Fatalf("kept ids %v, want 2 and 3", w2.ids)
 	}
-	if serve, _ := w2.enter(ctx, 1, 1); !serve {
+	if serve, _ := w2.enter(ctx, k(1), 1); !serve {
 		t.Fatal("an attempt of a forgotten id was refused")
 	}
-	w2.leave(1)
+	w2.leave(k(1))
 	w3 := writeOrder{keepFor: time.Millisecond}
-	w3.enter(ctx, 5, 2)
-	w3.leave(5)
+	w3.enter(ctx, k(5), 2)
+	w3.leave(k(5))
 	time.Sleep(5 * time.Millisecond)
-	w3.enter(ctx, 6, 2)
-	w3.leave(6) // expires 5
-	if _, ok := w3.ids[5]; ok {
+	w3.enter(ctx, k(6), 2)
+	w3.leave(k(6)) // expires 5
+	if _, ok := w3.ids[k(5)]; ok {
 		t.Fatal("a kept id outlived keepFor")
 	}
 }

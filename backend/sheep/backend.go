@@ -89,8 +89,9 @@ type Backend struct {
 	gone     atomic.Bool  // the VDI was deleted (or replaced by another of its name)
 	inflight atomic.Int64 // requests submitted and not yet done
 	// lastWriteID numbers updates (proto.Request.WriteID): from a random
-	// start, so two clients' ids practically never meet (if they did,
-	// their writes would only be served one after the other).
+	// start, so that two clients' ids practically never meet (a node
+	// keys them with the object, so meeting ids matter only for writes
+	// to the same object).
 	lastWriteID atomic.Uint64
 	ctx         context.Context // ends at Close: watchers and verifiers stop
 	stop        context.CancelFunc

@@ -309,9 +309,17 @@ func TestPlacementFollowsRing(t *testing.T) {
 	checkReplicas(t, c, vdi, objects, 2)
 
 	// Deleting the VDI: the open client stops taking I/O, and a purge
-	// leaves no object behind.
-	if _, err := c.Client().DeleteVDI(context.Background(), "disk"); err != nil {
-		t.Fatal(err)
+	// leaves no object behind. The cluster's nodes joined one epoch at a
+	// time, and a delete waits for the last epoch's recovery (on a loaded
+	// machine it can still run).
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		_, err := c.Client().DeleteVDI(context.Background(), "disk")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, cluster.ErrRecovering) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
 	}
 	waitFor(t, func() bool {
 		_, err := b.WriteAt(p, 0)
