@@ -104,7 +104,8 @@ func serviceCluster(t *testing.T, n int, format cluster.FormatOptions) (*cluster
 	return cl, nodes
 }
 
-func TestWriteFlushFUASemantics(t *testing.T) {
+// recordingVDI: a recordingCluster with a 64 MiB VDI "d" open on it.
+func recordingVDI(t *testing.T) (*cluster.Client, map[string]*recordingNode, cluster.VDI, *sheepbackend.Backend) {
 	cl, nodes := recordingCluster(t)
 	ctx := context.Background()
 	vdi, err := cl.CreateVDI(ctx, cluster.CreateVDIOptions{Name: "d", Size: 64 << 20})
@@ -115,7 +116,13 @@ func TestWriteFlushFUASemantics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	t.Cleanup(func() { b.Close() })
+	return cl, nodes, vdi, b
+}
+
+func TestWriteFlushFUASemantics(t *testing.T) {
+	cl, nodes, vdi, b := recordingVDI(t)
+	ctx := context.Background()
 	e, _ := cl.Epoch(ctx)
 	var members []placement.Node
 	for _, m := range e.Members {
@@ -237,17 +244,7 @@ func TestWriteFlushFUASemantics(t *testing.T) {
 // order a resend after an earlier attempt, and refuse a stale one), a new
 // id for every piece and every request; reads carry none.
 func TestWriteIDsAcrossResends(t *testing.T) {
-	cl, nodes := recordingCluster(t)
-	ctx := context.Background()
-	vdi, err := cl.CreateVDI(ctx, cluster.CreateVDIOptions{Name: "d", Size: 64 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := sheepbackend.Open(ctx, sheepbackend.Options{Cluster: cl, VDI: "d"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	_, nodes, vdi, b := recordingVDI(t)
 	obj2 := proto.NewObjectID(vdi.ID, 2)
 	// Every node refuses its first write of object 2: each replica gets
 	// it at least twice.
