@@ -25,7 +25,7 @@ import (
 type writeOrder struct {
 	mu   sync.Mutex
 	ids  map[writeKey]writeState
-	kept []keptID // ids kept after a resend, oldest first, from keptHead
+	kept []keptID // ids kept after a resend, oldest first, from head
 	head int
 
 	keepFor time.Duration // 0: defaultKeepFor
