@@ -232,9 +232,6 @@ func (r *recoverer) release() {
 	r.mu.Unlock()
 }
 
-// createsData reports whether op can make an object exist.
-func createsData(op proto.Op) bool { return op == proto.OpWrite || op == proto.OpCreateAndWrite }
-
 // ready answers "is X ready on this node at epoch cur?", pulling X now if
 // it must be (see epochs.md). An object that is not ready is never served:
 // a read would answer zeros for data that exists elsewhere, a write would
@@ -243,8 +240,9 @@ func (r *recoverer) ready(ctx, pctx context.Context, cur, prev *epochView, prevC
 	oid := req.Object
 	// Placement is checked even once the epoch is complete: a client
 	// never asks a node that is not a target, but if one did (a bug),
-	// the object is not here and the read would answer zeros. copies is a cache hit after the first
-	// request of a VDI, and isTarget a hash lookup.
+	// the object is not here and the read would answer zeros. copies is
+	// a cache hit after the first request of a VDI, and isTarget a hash
+	// lookup.
 	copies, err := r.vdis.copies(ctx, oid.VDI())
 	if errors.Is(err, errUnknownVDI) && req.Op == proto.OpRemove {
 		return nil // garbage of a deleted VDI (ids are never reused): removing it is always safe
