@@ -21,9 +21,10 @@
 // StatusNotReady, which is retryable. Recovering nodes talk to each other
 // with OpReadPeer (a whole object as of an epoch given as an argument) and
 // ListObjects with FlagAllCopies (current and stale copies alike).
-// Updates (IsUpdate) carry a write id in Aux, the same in every attempt of
-// one update, which a node uses to serve a resend only after an earlier
-// attempt it still holds (Request.WriteID).
+// Updates (IsUpdate) carry in Aux a write id, the same in every attempt of
+// one update, and the attempt's number: a node serves one attempt of an
+// update at a time and never one older than an attempt it already started
+// (Request.WriteID).
 //
 // Objects are named as in Sheepdog: the VDI id in bits 32..55 and the
 // object's index within the VDI in bits 0..31 (see ObjectID).

@@ -46,6 +46,9 @@ func FuzzDecodeRequest(f *testing.F) {
 			if r.Op == OpRead && r.Aux != 0 {
 				t.Fatalf("accepted a read with aux %d", r.Aux)
 			}
+			if id, attempt := r.WriteID(); (id == 0) != (attempt == 0) {
+				t.Fatalf("accepted write id %d with attempt %d", id, attempt)
+			}
 		case OpListObjects:
 			if r.Length == 0 || r.Length > MaxListPage {
 				t.Fatalf("accepted page of %d", r.Length)
