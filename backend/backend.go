@@ -117,6 +117,25 @@ type AsyncBackend interface {
 	Submit(r *Request)
 }
 
+// SocketPoller is a thread that watches sockets for a backend: the ublk
+// queue thread, through its io_uring. WatchSocket asks it to call
+// ready(true) on its thread whenever fd is readable, until ready returns
+// false; it reports false if the poller takes no more sockets. A poller
+// that stops calls ready(false) once for each socket it still watches.
+// ready must not block. (rpc.Poller is the same contract.)
+type SocketPoller interface {
+	WatchSocket(fd int, ready func(ok bool) bool) bool
+}
+
+// PolledBackend is an AsyncBackend whose requests complete when replies
+// arrive on sockets: each queue offers its thread to read them, so a reply
+// wakes the queue thread directly. A backend may use one poller and ignore
+// the other offers.
+type PolledBackend interface {
+	AsyncBackend
+	UsePoller(p SocketPoller)
+}
+
 // PluggedBackend is an AsyncBackend that starts a round of requests
 // together, as the block layer plugs a queue: the ublk queue submits the
 // requests it fetched in one round with SubmitPlugged, which may hold them

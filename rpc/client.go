@@ -161,6 +161,7 @@ type Client struct {
 	// deadline scanner ticks only while it is above zero, and the call
 	// that raises it from zero wakes the scanner (scanKick).
 	pending  atomic.Int64
+	poller   atomic.Pointer[Poller] // see SetPoller
 	scanKick chan struct{}
 	scans    atomic.Int64 // deadline passes made (tests)
 

@@ -1,17 +1,17 @@
 package rpc
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 const readBufferSize = 64 << 10
@@ -64,8 +64,15 @@ type clientConn struct {
 type session struct {
 	conn net.Conn
 	raw  syscall.RawConn // conn's socket, for Flush's non-blocking writes; nil for TLS
-	wake chan struct{}   // capacity 1: the send queue is not empty
-	dead chan struct{}   // closed when the session is dropped
+	// reader parses the replies, on the session's reader goroutine or on
+	// a Poller's thread (never both: see poller.go).
+	reader *replyReader
+	// handover: Client.SetPoller asks the reader goroutine to give the
+	// reading to the poller.
+	handover atomic.Bool
+	polled   atomic.Bool   // a Poller reads s
+	wake     chan struct{} // capacity 1: the send queue is not empty
+	dead     chan struct{} // closed when the session is dropped
 
 	// Writing, under clientConn.mu. writing: the writer goroutine or a
 	// Flush is writing, and writes everything queued before it lets go.
@@ -86,20 +93,14 @@ type session struct {
 	lastRecv atomic.Int64
 }
 
-// recvClock is the session's connection as its reader sees it: every read
-// that returns bytes records the time, so a reply arriving slowly still
-// counts as progress.
-type recvClock struct {
-	conn net.Conn
-	last *atomic.Int64
-}
-
-func (r recvClock) Read(p []byte) (int, error) {
-	n, err := r.conn.Read(p)
-	if n > 0 {
-		r.last.Store(time.Now().UnixNano())
+// closeConn closes the session's connection. A plain socket is shut down
+// first: that wakes a Poller's pending watch of it (whose file reference
+// would otherwise keep the connection open) and a reader blocked on it.
+func (s *session) closeConn() {
+	if s.raw != nil {
+		s.raw.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
 	}
-	return n, err
+	s.conn.Close()
 }
 
 // stalledLocked reports whether s has had requests awaiting replies and
@@ -265,7 +266,7 @@ func (cc *clientConn) close(fired []*Call) []*Call {
 	if s := cc.sess; s != nil {
 		cc.sess = nil
 		close(s.dead)
-		s.conn.Close()
+		s.closeConn()
 	}
 	return cc.failAllLocked(ErrClosed, fired)
 }
@@ -280,7 +281,7 @@ func (cc *clientConn) drop(s *session, err error) {
 	}
 	cc.sess = nil
 	close(s.dead)
-	s.conn.Close()
+	s.closeConn()
 	fired := cc.failAllLocked(err, nil)
 	cc.mu.Unlock()
 	lvl := zerolog.InfoLevel // the peer went away with nothing pending
@@ -327,11 +328,14 @@ func (cc *clientConn) dial() {
 		return
 	}
 	s := &session{conn: conn, raw: rawConn(conn), wake: make(chan struct{}, 1), dead: make(chan struct{})}
+	s.reader = newReplyReader(cc, s, readBufferSize)
 	cc.sess = s
 	cc.backoff = 0
-	cc.c.wg.Add(2)
+	cc.c.wg.Add(2) // the writer, and the reader: a goroutine or a Poller
 	go cc.writeLoop(s)
-	go cc.readLoop(s)
+	if !cc.watch(s) {
+		go cc.readLoop(s)
+	}
 	if len(cc.sendq) > 0 {
 		s.signal()
 	}
@@ -538,112 +542,48 @@ func (cc *clientConn) releaseBatch(s *session) {
 	w.fired = w.fired[:0]
 }
 
-// readLoop reads replies until the session fails.
+// readLoop reads replies on the session's own goroutine until the session
+// fails, or until a Poller takes the reading over (Client.SetPoller).
 func (cc *clientConn) readLoop(s *session) {
 	defer cc.c.wg.Done()
-	r := replyReader{cc: cc, s: s, br: bufio.NewReaderSize(recvClock{conn: s.conn, last: &s.lastRecv}, readBufferSize)}
+	r := s.reader
 	for {
-		if err := r.readReply(); err != nil {
-			select {
-			case <-s.dead: // dropped on purpose; the error is the consequence
-			default:
-				if errors.Is(err, ErrMalformedFrame) {
-					cc.c.log.Error().Err(err).Msg("rpc: closing connection after malformed reply")
-				}
-				cc.drop(s, connError(cc.c.addr, "read", err))
+		p := r.next()
+		n, err := s.conn.Read(p)
+		if n > 0 {
+			s.lastRecv.Store(time.Now().UnixNano())
+			if perr := r.got(n); perr != nil {
+				err = perr
 			}
-			return
 		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && s.handover.Load() {
+			// SetPoller cut the wait short: a poller reads from now on.
+			s.conn.SetReadDeadline(time.Time{})
+			cc.c.wg.Add(1) // the poller's hold; this goroutine's ends below
+			if cc.watch(s) {
+				return
+			}
+			cc.c.wg.Done()
+			continue
+		}
+		cc.readFailed(s, err)
+		return
 	}
 }
 
-// replyReader reads reply frames into the buffers of the calls they answer.
-type replyReader struct {
-	cc      *clientConn
-	s       *session
-	br      *bufio.Reader
-	hb      [frameHeaderSize]byte
-	scratch []byte // error messages; grows up to MaxHeader
-}
-
-// readReply reads one reply frame and completes its call. An error means
-// the stream can no longer be trusted.
-func (r *replyReader) readReply() error {
-	cc := r.cc
-	if _, err := io.ReadFull(r.br, r.hb[:]); err != nil {
-		return err
-	}
-	h, err := decodeFrameHeader(r.hb[:], cc.c.lim, flagResponse, flagResponse|flagError)
-	if err != nil {
-		return err
-	}
-	hl, bl := int(h.headerLen), int(h.bodyLen)
-	idx, gen := splitID(h.id)
-
-	cc.mu.Lock()
-	if r.s.outstanding > 0 {
-		r.s.outstanding-- // a reply, even a late one, answers one request
-	}
-	var call *Call
-	if idx < len(cc.slots) {
-		if sl := &cc.slots[idx]; sl.gen == gen && sl.state == slotSent && !sl.finished {
-			call = sl.call
-			sl.busy++
-		}
-	}
-	cc.mu.Unlock()
-	if call == nil {
-		// A late reply to an expired call, or an ID never issued: skip it.
-		_, err := r.br.Discard(hl + bl)
-		return err
-	}
-
-	var result error
-	switch {
-	case h.flags&flagError != 0:
-		if cap(r.scratch) < hl {
-			r.scratch = make([]byte, hl)
-		}
-		msg := r.scratch[:hl]
-		if _, err = io.ReadFull(r.br, msg); err == nil {
-			_, err = r.br.Discard(bl)
-		}
-		result = &RemoteError{Msg: string(msg)}
-	case hl > cap(call.RespHeader) || bl > cap(call.RespBody):
-		_, err = r.br.Discard(hl + bl)
-		result = fmt.Errorf("%w: reply header %d / body %d bytes, buffers hold %d / %d",
-			ErrTooLarge, hl, bl, cap(call.RespHeader), cap(call.RespBody))
+// readFailed ends session s after its stream broke: err is the read error
+// or the reply that could not be parsed.
+func (cc *clientConn) readFailed(s *session, err error) {
+	s.reader.abort()
+	select {
+	case <-s.dead: // dropped on purpose; the error is the consequence
 	default:
-		// Read straight into the caller's buffers; bufio hands large reads
-		// to the socket directly.
-		if _, err = io.ReadFull(r.br, call.RespHeader[:hl]); err == nil {
-			_, err = io.ReadFull(r.br, call.RespBody[:bl])
+		if errors.Is(err, ErrMalformedFrame) {
+			cc.c.log.Error().Err(err).Msg("rpc: closing connection after malformed reply")
 		}
+		cc.drop(s, connError(cc.c.addr, "read", err))
 	}
-	if err != nil {
-		result = err // the session is about to be dropped; this error is replaced
-	}
-
-	cc.mu.Lock()
-	if !cc.slots[idx].finished && result == nil {
-		call.RespHeader = call.RespHeader[:hl]
-		call.RespBody = call.RespBody[:bl]
-	}
-	if err != nil {
-		// Leave the call pending unless it already finished: dropping the
-		// session fails it with a connection error.
-		fired := cc.releaseLocked(idx)
-		cc.mu.Unlock()
-		if fired != nil {
-			fired.fire()
-		}
-		return err
-	}
-	cc.finishLocked(idx, result)
-	fired := cc.releaseLocked(idx)
-	cc.mu.Unlock()
-	if fired != nil {
-		fired.fire()
-	}
-	return nil
 }

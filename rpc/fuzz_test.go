@@ -85,9 +85,18 @@ func FuzzReadReply(f *testing.F) {
 			cc.slots = append(cc.slots, slot{call: calls[i], state: slotSent})
 			calls[i].cc, calls[i].id = cc, makeID(i, 0)
 		}
-		r := replyReader{cc: cc, s: &session{}, br: bufio.NewReaderSize(bytes.NewReader(data), 16)}
-		for r.readReply() == nil {
+		// Feed the stream in uneven pieces, as a socket hands it over, so
+		// frames split anywhere (and bodies read straight into calls).
+		r := newReplyReader(cc, &session{}, 64)
+		for i, rest := 0, data; len(rest) > 0; i++ {
+			p := r.next()
+			n := copy(p[:min(len(p), 1+i*7%23)], rest)
+			rest = rest[n:]
+			if r.got(n) != nil {
+				break
+			}
 		}
+		r.abort() // the stream ended: let go of a call read halfway
 		for i, call := range calls {
 			sl := cc.slots[i]
 			if sl.call != nil {

@@ -20,64 +20,69 @@ func TestRoundTripRandomSizesConcurrent(t *testing.T) {
 		conns int
 		h     Handler
 	}{{"one-conn", 1, checksumHandler{}}, {"three-conns", 3, checksumHandler{}}, {"inline", 1, inlineChecksumHandler{}}} {
-		conns := tc.conns
-		t.Run(tc.name, func(t *testing.T) {
-			randomPool := make([]byte, 2<<20)
-			rand.NewChaCha8([32]byte{byte(conns)}).Read(randomPool)
-			ts := startServer(t, tc.h, ServerOptions{})
-			c := newTestClient(t, ts.addr, ClientOptions{Conns: conns})
-			const callers, callsEach = 16, 60
-			var wg sync.WaitGroup
-			errs := make(chan error, callers)
-			for g := range callers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					rng := rand.New(rand.NewPCG(uint64(g), 7))
-					call := &Call{RespHeader: make([]byte, 12), RespBody: make([]byte, 1<<20)}
-					hdr := make([]byte, 64)
-					for i := range callsEach {
-						var size int
-						switch rng.IntN(16) {
-						case 0, 1, 2, 3:
-							size = 0
-						case 4, 5, 6, 7, 8:
-							size = rng.IntN(512)
-						case 9, 10, 11, 12, 13:
-							size = rng.IntN(64 << 10)
-						case 14:
-							size = rng.IntN(256 << 10)
-						default:
-							size = 1<<20 - rng.IntN(4096) // near the reply buffer's size
-						}
-						off := rng.IntN(len(randomPool) - size + 1)
-						body := randomPool[off : off+size]
-						delay := time.Duration(0)
-						if rng.IntN(3) == 0 {
-							delay = time.Duration(rng.IntN(8)) * time.Millisecond
-						}
-						call.ReqHeader = delayHeader(hdr, uint64(g)<<32|uint64(i), delay)
-						call.ReqHeader = append(call.ReqHeader, make([]byte, rng.IntN(40))...)
-						call.ReqBody = body
-						call.RespHeader = call.RespHeader[:cap(call.RespHeader)]
-						call.RespBody = call.RespBody[:cap(call.RespBody)]
-						if err := c.Do(context.Background(), call); err != nil {
-							errs <- err
-							return
-						}
-						if err := checkReply(call); err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
+		t.Run(tc.name, func(t *testing.T) { roundTripRandomSizes(t, tc.h, tc.conns, nil) })
+	}
+}
+
+// roundTripRandomSizes runs 16 callers of random-size calls (empty to
+// 1 MiB, some delayed) on a client with conns connections whose replies
+// poller reads (nil: the reader goroutines), checking every byte.
+func roundTripRandomSizes(t *testing.T, h Handler, conns int, poller Poller) {
+	randomPool := make([]byte, 2<<20)
+	rand.NewChaCha8([32]byte{byte(conns)}).Read(randomPool)
+	ts := startServer(t, h, ServerOptions{})
+	c := newTestClient(t, ts.addr, ClientOptions{Conns: conns})
+	c.SetPoller(poller)
+	const callers, callsEach = 16, 60
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for g := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			call := &Call{RespHeader: make([]byte, 12), RespBody: make([]byte, 1<<20)}
+			hdr := make([]byte, 64)
+			for i := range callsEach {
+				var size int
+				switch rng.IntN(16) {
+				case 0, 1, 2, 3:
+					size = 0
+				case 4, 5, 6, 7, 8:
+					size = rng.IntN(512)
+				case 9, 10, 11, 12, 13:
+					size = rng.IntN(64 << 10)
+				case 14:
+					size = rng.IntN(256 << 10)
+				default:
+					size = 1<<20 - rng.IntN(4096) // near the reply buffer's size
+				}
+				off := rng.IntN(len(randomPool) - size + 1)
+				body := randomPool[off : off+size]
+				delay := time.Duration(0)
+				if rng.IntN(3) == 0 {
+					delay = time.Duration(rng.IntN(8)) * time.Millisecond
+				}
+				call.ReqHeader = delayHeader(hdr, uint64(g)<<32|uint64(i), delay)
+				call.ReqHeader = append(call.ReqHeader, make([]byte, rng.IntN(40))...)
+				call.ReqBody = body
+				call.RespHeader = call.RespHeader[:cap(call.RespHeader)]
+				call.RespBody = call.RespBody[:cap(call.RespBody)]
+				if err := c.Do(context.Background(), call); err != nil {
+					errs <- err
+					return
+				}
+				if err := checkReply(call); err != nil {
+					errs <- err
+					return
+				}
 			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Fatal(err)
-			}
-		})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
 
@@ -271,7 +276,11 @@ func TestTooLarge(t *testing.T) {
 
 // The server dies mid-call: pending calls fail fast with a connection error;
 // after it restarts on the same port the client reconnects.
-func TestServerKilledAndRestarted(t *testing.T) {
+func TestServerKilledAndRestarted(t *testing.T) { serverKilledAndRestarted(t, nil) }
+
+// serverKilledAndRestarted: calls pending when the server dies fail at
+// once, calls fail while it is down, and the client reconnects.
+func serverKilledAndRestarted(t *testing.T, poller Poller) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -279,6 +288,7 @@ func TestServerKilledAndRestarted(t *testing.T) {
 	addr := l.Addr().String()
 	ts := serveOn(t, l, checksumHandler{}, ServerOptions{})
 	c := newTestClient(t, addr, ClientOptions{Backoff: struct{ Min, Max time.Duration }{10 * time.Millisecond, 100 * time.Millisecond}})
+	c.SetPoller(poller)
 
 	const n = 8
 	errs := make(chan error, n)

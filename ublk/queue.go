@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -42,6 +43,10 @@ type queue struct {
 	disp  *dispatcher
 	efd   int
 	efdv  *[8]byte // where the eventfd read lands (heap: never moves)
+
+	// Sockets of a PolledBackend this thread reads (sockets.go).
+	watchMu sync.Mutex
+	sockets socketWatches
 
 	live      int // tags the kernel or the backend still owns
 	inBackend int // tags handed to the backend and not yet back
@@ -198,6 +203,12 @@ func (q *queue) run(ready chan<- error) error {
 		ready <- err
 		return err
 	}
+	// A backend that waits on sockets gets this thread to read them (the
+	// first queue to offer is the one it uses).
+	defer q.releaseSockets()
+	if pb, ok := q.disp.be.(backend.PolledBackend); ok {
+		pb.UsePoller(q)
+	}
 	q.log.Debug().Int("tid", int(q.tid.Load())).Int("cpu", q.cpu).Uint32("sq_entries", ring.SQEntries()).Msg("queue ready")
 	// The fetches are submitted by the first SubmitAndWait below, in the
 	// same io_uring_enter that then waits: START_DEV, which needs them all,
@@ -224,6 +235,7 @@ func (q *queue) run(ready chan<- error) error {
 			return err
 		}
 		ring.Reap(q.onCQE)
+		q.armNewSockets()
 		// The round's requests go out together: one write per node for
 		// the sheep backend, from this thread.
 		q.disp.unplug()
@@ -335,6 +347,8 @@ func (q *queue) handleCQE(cqe *uring.CQE) {
 		}
 	case kindBackend:
 		q.ringIODone(int(cqe.UserData&0xffff), cqe.Res)
+	case kindSocket:
+		q.socketReady(int(cqe.UserData&0xffffffff), cqe.Res)
 	}
 }
 

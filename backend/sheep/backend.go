@@ -93,9 +93,12 @@ type Backend struct {
 	// keys them with the object, so meeting ids matter only for writes
 	// to the same object).
 	lastWriteID atomic.Uint64
-	ctx         context.Context // ends at Close: watchers and verifiers stop
-	stop        context.CancelFunc
-	watchers    sync.WaitGroup
+	// poller reads the nodes' replies on the ublk queue thread (UsePoller);
+	// nil until a queue offers one.
+	poller   atomic.Pointer[backend.SocketPoller]
+	ctx      context.Context // ends at Close: watchers and verifiers stop
+	stop     context.CancelFunc
+	watchers sync.WaitGroup
 }
 
 // peer is one storage node, for the life of the Backend.
@@ -131,10 +134,11 @@ func (t *topology) has(p *peer) bool {
 }
 
 var (
-	_ backend.AsyncBackend = (*Backend)(nil)
-	_ backend.Flusher      = (*Backend)(nil)
-	_ backend.Discarder    = (*Backend)(nil)
-	_ backend.ZeroWriter   = (*Backend)(nil)
+	_ backend.AsyncBackend  = (*Backend)(nil)
+	_ backend.PolledBackend = (*Backend)(nil)
+	_ backend.Flusher       = (*Backend)(nil)
+	_ backend.Discarder     = (*Backend)(nil)
+	_ backend.ZeroWriter    = (*Backend)(nil)
 )
 
 // Open looks the VDI up, waits for the cluster's membership and starts
@@ -361,6 +365,22 @@ func (b *Backend) rebuild(e cluster.Epoch, live []cluster.Node) {
 	}
 	for _, c := range retired {
 		go c.Close() // Close waits for the client's goroutines; not under mu
+	}
+}
+
+// UsePoller implements backend.PolledBackend: the first queue that offers
+// its thread reads the replies of every node connection, present and
+// future, so a reply wakes that thread and nothing else.
+func (b *Backend) UsePoller(p backend.SocketPoller) {
+	if !b.poller.CompareAndSwap(nil, &p) {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, peer := range b.peers {
+		if c := peer.conn.Load(); c != nil {
+			c.SetPoller(p)
+		}
 	}
 }
 

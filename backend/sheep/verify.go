@@ -44,6 +44,9 @@ func (b *Backend) verify(p *peer, addr string, gen uint64) {
 		if err == nil {
 			b.mu.Lock()
 			if p.gen == gen && !b.closed.Load() {
+				if poller := b.poller.Load(); poller != nil {
+					client.SetPoller(*poller)
+				}
 				p.conn.Store(client)
 				b.mu.Unlock()
 				b.log.Debug().Str("node", p.id).Str("addr", addr).Msg("node verified")

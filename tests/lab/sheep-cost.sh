@@ -47,6 +47,33 @@ switches() {
 		awk '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print s + 0}'
 }
 
+# threads PIDS...: "tid switches cpu_ticks comm" per thread of the processes.
+threads() {
+	for _p in "$@"; do
+		for _t in /proc/"$_p"/task/*; do
+			[ -r "$_t/status" ] || continue
+			printf '%s %s %s\n' "${_t##*/}" \
+				"$(awk '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print s + 0}' "$_t/status" 2>/dev/null)" \
+				"$(awk '{print $14 + $15}' "$_t/stat" 2>/dev/null)"
+		done
+	done
+}
+
+# thread_costs LABEL JOB SIDE REQS BEFORE AFTER: with COST_THREADS=1, one
+# THREAD line per thread that switched, its switches and CPU per request and
+# where it sleeps (wchan), busiest first: which threads a request wakes.
+thread_costs() {
+	[ "${COST_THREADS:-0}" = 1 ] || return 0
+	echo "$6" | while read -r _tid _sw _cpu; do
+		_b=$(echo "$5" | awk -v t="$_tid" '$1 == t {print $2, $3}')
+		[ -n "$_b" ] || _b="0 0"
+		echo "$_tid $_sw $_cpu $_b $(cat /proc/*/task/"$_tid"/wchan 2>/dev/null | head -n 1)"
+	done | awk -v l="$1" -v j="$2" -v side="$3" -v r="$4" -v hz=$HZ '{
+		sw = $2 - $4; c = $3 - $5
+		if (sw > 0) printf "%09.4f THREAD dev=%s job=%s %s tid=%s sw_per_req=%.2f cpu_us_per_req=%.0f wchan=%s\n",
+			sw / r, l, j, side, $1, sw / r, c * 1e6 / hz / r, $6 }' | sort -r | cut -d' ' -f2- | head -n 8
+}
+
 # busy: the guest's non-idle CPU time, in ticks.
 busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 
@@ -60,10 +87,14 @@ measure() {
 	_fio=$!
 	sleep $RAMP
 	_d0=$(cpu $_drv) _s0=$(cpu $_srv) _b0=$(busy) _dw0=$(switches $_drv) _sw0=$(switches $_srv)
+	_dt0=$(threads $_drv) _st0=$(threads $_srv)
 	profile "$_label" "$1/qd$2x$3" "$_drv" "$_srv"
 	wait $_fio || fail "fio $_job on $_label: $(tail -n 2 "$WORK/fio.err")"
 	_d1=$(cpu $_drv) _s1=$(cpu $_srv) _b1=$(busy) _dw1=$(switches $_drv) _sw1=$(switches $_srv)
+	_dt1=$(threads $_drv) _st1=$(threads $_srv)
 	_iops=$($JQ -r '.jobs[0] | (.read.iops + .write.iops) | floor' "$WORK/fio.json")
+	thread_costs "$_label" "$1/qd$2x$3" driver $((_iops * RUNTIME + 1)) "$_dt0" "$_dt1"
+	thread_costs "$_label" "$1/qd$2x$3" server $((_iops * RUNTIME + 1)) "$_st0" "$_st1"
 	_lat=$($JQ -r '.jobs[0] | [.read, .write] | map(select(.io_bytes > 0)) | .[0].clat_ns.percentile["99.000000"] / 1000 | floor' "$WORK/fio.json")
 	awk -v l="$_label" -v j="$1/qd$2x$3" -v n="$_iops" -v t="$RUNTIME" -v hz=$HZ -v p99="$_lat" \
 		-v d=$((_d1 - _d0)) -v s=$((_s1 - _s0)) -v b=$((_b1 - _b0)) -v dw=$((_dw1 - _dw0)) -v sw=$((_sw1 - _sw0)) 'BEGIN {
@@ -95,6 +126,17 @@ profile() {
 		_pids=$3
 		[ $_side = server ] && _pids=$4
 		[ -n "$_pids" ] || continue
+		if [ "${COST_PROFILE_SWITCHES:-0}" = 1 ]; then
+			# Where the threads block: the user-space call chains of
+			# every switch-out, folded, most frequent first.
+			mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+			perf record -e sched:sched_switch -g -p "$(echo $_pids | tr ' ' ',')" -o "$WORK/$_side.data" -- sleep 1.5 >/dev/null 2>&1
+			perf script -i "$WORK/$_side.data" -F ip,sym 2>/dev/null | awk '
+				NF == 0 { if (st != "") n[st]++; st = ""; k = 0; next }
+				{ if (k < 16) st = st (st == "" ? "" : ";") $2; k++ }
+				END { for (s in n) printf "%d %s\n", n[s], s }' | sort -rn | head -n 10 | sed "s|^|SWITCHES $1 $2 $_side: |"
+			continue
+		fi
 		perf record -e cpu-clock -F 499 -g -p "$(echo $_pids | tr ' ' ',')" -o "$WORK/$_side.data" -- sleep 1.5 >/dev/null 2>&1
 		perf report -i "$WORK/$_side.data" --stdio --no-children --sort dso,sym -g none --percent-limit 1.5 2>/dev/null |
 			grep -v -e '^#' -e '^$' | head -n 25 | sed "s|^|PROFILE $1 $2 $_side: |"

@@ -1,0 +1,79 @@
+package rpc
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sheepblk/sheepblk/internal/pollertest"
+)
+
+// A client whose replies a poller reads: the random-size round trip of
+// TestRoundTripRandomSizesConcurrent (frames split anywhere, bodies up to
+// 1 MiB read straight into the calls) and a restarted server.
+func TestPollerReadsReplies(t *testing.T) {
+	p := pollertest.New(t)
+	roundTripRandomSizes(t, checksumHandler{}, 2, p)
+	if p.Watched.Load() != 2 || p.Wakes.Load() == 0 {
+		t.Fatalf("poller took %d sockets and woke %d times; want the client's 2 connections", p.Watched.Load(), p.Wakes.Load())
+	}
+}
+
+func TestPollerServerKilledAndRestarted(t *testing.T) {
+	p := pollertest.New(t)
+	serverKilledAndRestarted(t, p)
+	if p.Watched.Load() < 2 {
+		t.Fatalf("poller took %d sockets; want the first connection and the one after the restart", p.Watched.Load())
+	}
+}
+
+// A connection open before SetPoller is handed over from its reader
+// goroutine; when the poller stops, a goroutine reads again; Close with a
+// poller watching returns and fails nothing that was answered.
+func TestPollerHandoverAndStop(t *testing.T) {
+	ts := startServer(t, checksumHandler{}, ServerOptions{})
+	c := newTestClient(t, ts.addr, ClientOptions{})
+	do := func(what string) {
+		t.Helper()
+		for i := range 50 {
+			call := &Call{ReqHeader: delayHeader(make([]byte, 12), uint64(i), 0), ReqBody: make([]byte, i*1000),
+				RespHeader: make([]byte, 12), RespBody: make([]byte, 64<<10)}
+			if err := c.Do(context.Background(), call); err != nil {
+				t.Fatalf("%s: call %d: %v", what, i, err)
+			}
+			if err := checkReply(call); err != nil {
+				t.Fatalf("%s: call %d: %v", what, i, err)
+			}
+		}
+	}
+	do("before the poller")
+	p := pollertest.New(t)
+	c.SetPoller(p)
+	waitFor(t, "the handover", 5*time.Second, func() bool { return p.Watched.Load() == 1 })
+	wakes := p.Wakes.Load()
+	do("on the poller")
+	if p.Wakes.Load() < wakes+50 {
+		t.Fatalf("poller woke %d times for 50 calls", p.Wakes.Load()-wakes)
+	}
+	p.Stop()
+	if p.Active.Load() != 0 {
+		t.Fatal("poller still watches after stop")
+	}
+	do("after the poller stopped")
+
+	p2 := pollertest.New(t)
+	c2 := NewClient(ts.addr, ClientOptions{})
+	c2.SetPoller(p2)
+	call := &Call{ReqHeader: make([]byte, 12), RespHeader: make([]byte, 12)}
+	if err := c2.Do(context.Background(), call); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c2.Close() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hung with a poller watching the connection")
+	}
+	waitFor(t, "the poller to let go of the closed socket", 5*time.Second, func() bool { return p2.Active.Load() == 0 })
+}
