@@ -52,7 +52,9 @@ func TestPollerHandoverAndStop(t *testing.T) {
 	waitFor(t, "the handover", 5*time.Second, func() bool { return p.Watched.Load() == 1 })
 	wakes := p.Wakes.Load()
 	do("on the poller")
-	if p.Wakes.Load() < wakes+50 {
+	// One call at a time: about one wake per reply (a reply may be there
+	// before its poll is armed).
+	if p.Wakes.Load() < wakes+25 {
 		t.Fatalf("poller woke %d times for 50 calls", p.Wakes.Load()-wakes)
 	}
 	p.Stop()
