@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -67,12 +66,8 @@ type session struct {
 	// reader parses the replies, on the session's reader goroutine or on
 	// a Poller's thread (never both: see poller.go).
 	reader *replyReader
-	// handover: Client.SetPoller asks the reader goroutine to give the
-	// reading to the poller.
-	handover atomic.Bool
-	polled   atomic.Bool   // a Poller reads s
-	wake     chan struct{} // capacity 1: the send queue is not empty
-	dead     chan struct{} // closed when the session is dropped
+	wake   chan struct{} // capacity 1: the send queue is not empty
+	dead   chan struct{} // closed when the session is dropped
 
 	// Writing, under clientConn.mu. writing: the writer goroutine or a
 	// Flush is writing, and writes everything queued before it lets go.
@@ -315,6 +310,14 @@ func (cc *clientConn) dial() {
 		}
 		return
 	}
+	if _, isTCP := conn.(*net.TCPConn); isTCP && cc.c.poller.Load() != nil {
+		// A poller will read it: out of the netpoller (see socket).
+		if sock, derr := detach(conn); derr == nil {
+			conn = sock
+		} else {
+			cc.c.log.Debug().Err(derr).Msg("rpc: socket stays in the netpoller")
+		}
+	}
 	if err != nil {
 		o := cc.c.opts.Backoff
 		cc.backoff = min(max(2*cc.backoff, o.Min), o.Max)
@@ -427,8 +430,8 @@ func (cc *clientConn) drainLocked(s *session, blocking bool) error {
 		}
 		cc.mu.Unlock()
 		if !blocking {
-			complete, err := writeNow(s.raw, &s.w.bufs)
-			if err == nil && !complete {
+			err := writeBuffers(s.raw, &s.w.bufs, false)
+			if err == nil && len(s.w.bufs) > 0 {
 				cc.mu.Lock()
 				s.handoff = true
 				cc.mu.Unlock()
@@ -514,8 +517,11 @@ func (cc *clientConn) takeBatchLocked(s *session) bool {
 // error drops the session.
 func (cc *clientConn) finishBatch(s *session, blocking bool) error {
 	var err error
-	if blocking {
-		_, err = s.w.bufs.WriteTo(s.conn)
+	switch {
+	case blocking && s.raw != nil:
+		err = writeBuffers(s.raw, &s.w.bufs, true)
+	case blocking:
+		_, err = s.w.bufs.WriteTo(s.conn) // TLS
 	}
 	cc.releaseBatch(s)
 	if err != nil {
@@ -543,7 +549,7 @@ func (cc *clientConn) releaseBatch(s *session) {
 }
 
 // readLoop reads replies on the session's own goroutine until the session
-// fails, or until a Poller takes the reading over (Client.SetPoller).
+// fails.
 func (cc *clientConn) readLoop(s *session) {
 	defer cc.c.wg.Done()
 	r := s.reader
@@ -556,21 +562,10 @@ func (cc *clientConn) readLoop(s *session) {
 				err = perr
 			}
 		}
-		if err == nil {
-			continue
+		if err != nil {
+			cc.readFailed(s, err)
+			return
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && s.handover.Load() {
-			// SetPoller cut the wait short: a poller reads from now on.
-			s.conn.SetReadDeadline(time.Time{})
-			cc.c.wg.Add(1) // the poller's hold; this goroutine's ends below
-			if cc.watch(s) {
-				return
-			}
-			cc.c.wg.Done()
-			continue
-		}
-		cc.readFailed(s, err)
-		return
 	}
 }
 

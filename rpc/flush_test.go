@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sheepblk/sheepblk/internal/pollertest"
 )
 
 // Batches Queued and Flushed by several goroutines at once, with bodies
@@ -94,9 +96,16 @@ func TestQueueWithoutFlushIsSent(t *testing.T) {
 // it returns with the socket full and the writer goroutine holding the
 // rest; the calls then fail (the stall timeout closes the connection and
 // so frees the calls stuck in the blocked write), not hang.
-func TestFlushDoesNotBlock(t *testing.T) {
+func TestFlushDoesNotBlock(t *testing.T) { flushDoesNotBlock(t, nil) }
+
+func TestFlushDoesNotBlockPolled(t *testing.T) { flushDoesNotBlock(t, pollertest.New(t)) }
+
+// flushDoesNotBlock: Flush to a peer that reads nothing returns at once;
+// the calls fail by their deadline.
+func flushDoesNotBlock(t *testing.T, poller Poller) {
 	addr, accepted := silentPeer(t)
 	c := newTestClient(t, addr, ClientOptions{CallTimeout: time.Second, StallTimeout: 2 * time.Second})
+	c.SetPoller(poller)
 	body := bytes.Repeat([]byte{7}, 1<<20)
 	const n = 32
 	failed := make(chan error, n)

@@ -26,18 +26,21 @@ type Poller interface {
 }
 
 // SetPoller makes p read the replies of the client's plain TCP connections
-// (TLS connections keep their reader goroutine). Connections open now are
-// handed over, later ones start on it. Set it once; nil is ignored.
+// (TLS connections keep their reader goroutine). Set it once; nil is
+// ignored. A connection open now is still known to the Go netpoller,
+// which would wake a thread for each of its replies whoever reads them:
+// if it is idle it is closed, and the next call dials one the poller
+// reads; a busy one keeps its reader goroutine.
 func (c *Client) SetPoller(p Poller) {
 	if p == nil || !c.poller.CompareAndSwap(nil, &p) {
 		return
 	}
 	for _, cc := range c.conns {
 		cc.mu.Lock()
-		if s := cc.sess; s != nil && s.raw != nil && !s.polled.Load() {
-			// Wake the reader goroutine; it hands over (readLoop).
-			s.handover.Store(true)
-			s.conn.SetReadDeadline(time.Now())
+		if s := cc.sess; s != nil && s.raw != nil && len(cc.free) == len(cc.slots) && !s.writing {
+			cc.sess = nil
+			close(s.dead)
+			s.closeConn()
 		}
 		cc.mu.Unlock()
 	}
@@ -54,12 +57,7 @@ func (cc *clientConn) watch(s *session) bool {
 	if s.raw.Control(func(f uintptr) { fd = int(f) }) != nil {
 		return false
 	}
-	s.polled.Store(true)
-	if (*p).WatchSocket(fd, func(ok bool) bool { return cc.readReady(s, ok) }) {
-		return true
-	}
-	s.polled.Store(false)
-	return false
+	return (*p).WatchSocket(fd, func(ok bool) bool { return cc.readReady(s, ok) })
 }
 
 // readReady runs on the poller's thread when s's socket is readable: it
@@ -68,7 +66,6 @@ func (cc *clientConn) watch(s *session) bool {
 func (cc *clientConn) readReady(s *session, ok bool) bool {
 	if !ok {
 		// The poller stopped; a goroutine carries on, mid-frame if need be.
-		s.polled.Store(false)
 		go cc.readLoop(s)
 		return false
 	}

@@ -8,13 +8,23 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sheepblk/sheepblk/internal/pollertest"
 )
 
 // A peer that accepts but never reads: once the socket buffers fill, the
 // writer blocks. Expired calls must still complete (the silent connection
 // is closed after StallTimeout), and Close must not hang on the blocked
 // writer.
-func TestStalledPeer(t *testing.T) {
+func TestStalledPeer(t *testing.T) { stalledPeer(t, nil) }
+
+// A poller reads the replies: the writer waits for room in poll(2) (the
+// socket is out of the netpoller), and is woken by Close all the same.
+func TestStalledPeerPolled(t *testing.T) { stalledPeer(t, pollertest.New(t)) }
+
+// stalledPeer: calls to a peer that accepts and never reads fail by their
+// deadline or the stall timeout; Close returns while the writer is stuck.
+func stalledPeer(t *testing.T, poller Poller) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -43,6 +53,7 @@ func TestStalledPeer(t *testing.T) {
 
 	const stall = 300 * time.Millisecond
 	c := newTestClient(t, l.Addr().String(), ClientOptions{CallTimeout: 100 * time.Millisecond, StallTimeout: stall})
+	c.SetPoller(poller)
 	body := make([]byte, 8<<20)
 	const n = 8 // 64 MiB: far more than loopback socket buffers hold
 	errs := make(chan error, n)

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"net"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -24,21 +25,23 @@ func rawConn(conn net.Conn) syscall.RawConn {
 	return rc
 }
 
-// writeNow writes bufs to the socket without waiting: as many writev calls
-// as the socket takes at once. It consumes what was written from bufs and
-// reports whether everything was.
-func writeNow(rc syscall.RawConn, bufs *net.Buffers) (complete bool, err error) {
+// writeBuffers writes bufs to the socket with writev, consuming what was
+// written from bufs. Without wait it stops when the socket is full and
+// leaves the rest in bufs; with wait the RawConn waits for room (in the
+// netpoller for a net.Conn, in poll(2) for a detached socket) until all
+// is written.
+func writeBuffers(rc syscall.RawConn, bufs *net.Buffers, wait bool) error {
 	var werr error
-	err = rc.Write(func(fd uintptr) bool {
+	err := rc.Write(func(fd uintptr) bool {
 		for len(*bufs) > 0 {
 			n, e := unix.Writev(int(fd), (*bufs)[:min(len(*bufs), maxIovecs)])
 			switch {
 			case e == unix.EINTR:
 				continue
 			case e == unix.EAGAIN:
-				return true // full: the caller hands the rest to a blocking writer
+				return !wait // full: stop, or let rc wait for room
 			case e != nil:
-				werr = e
+				werr = os.NewSyscallError("writev", e)
 				return true
 			}
 			advance(bufs, n)
@@ -48,7 +51,7 @@ func writeNow(rc syscall.RawConn, bufs *net.Buffers) (complete bool, err error) 
 	if err == nil {
 		err = werr
 	}
-	return len(*bufs) == 0, err
+	return err
 }
 
 // advance drops the first n bytes of bufs.
