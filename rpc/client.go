@@ -157,10 +157,11 @@ type Client struct {
 	next      atomic.Uint32
 	closed    atomic.Bool
 
-	// pending counts calls in the slot tables of all connections; the
-	// deadline scanner ticks only while it is above zero, and the call
-	// that raises it from zero wakes the scanner (scanKick).
+	// pending counts calls in the slot tables of all connections.
 	pending  atomic.Int64
+	// nextScan is when the deadline scanner runs next (unix ns), or
+	// scanIdle or scanPassing; a call due earlier kicks it (scanKick).
+	nextScan atomic.Int64
 	poller   atomic.Pointer[Poller] // see SetPoller
 	scanKick chan struct{}
 	scans    atomic.Int64 // deadline passes made (tests)
@@ -209,7 +210,7 @@ func (c *Client) Go(call *Call) {
 // batch, as the block layer plugs and unplugs. Flush then writes the batch
 // itself, in one writev and with no hand-off to another thread, which is
 // what a request costs at queue depth 1. (A call left queued is still
-// sent, TimeoutResolution later.)
+// sent, by the deadline scanner within about a second.)
 func (c *Client) Queue(call *Call) {
 	c.submit(call, time.Time{}, false, false)
 }
@@ -302,48 +303,70 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// scanDeadlines expires calls past their deadlines, one pass per tick, so
-// no timer is allocated per call. It ticks only while calls are pending:
-// an idle client costs no wakeups (on a small machine a 10 ms ticker in
-// every client of a daemon is hundreds of context switches a second).
+// scanDeadlines expires calls past their deadlines (and drops stalled
+// connections), waking only when the earliest of them is due, so no timer
+// is allocated per call and a busy client costs a wakeup per call timeout,
+// not one per tick (on a small machine a 10 ms ticker per client is
+// hundreds of context switches a second). A call due before the planned
+// pass kicks it (noteDeadline).
 func (c *Client) scanDeadlines() {
 	defer c.wg.Done()
-	t := time.NewTicker(c.opts.TimeoutResolution)
-	defer t.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	var fired []*Call
 	for {
-		if c.pending.Load() == 0 {
-			t.Stop()
-			select {
-			case <-c.stopScan:
-				return
-			case <-c.scanKick:
-			}
-			t.Reset(c.opts.TimeoutResolution)
-		}
 		select {
 		case <-c.stopScan:
 			return
-		case now := <-t.C:
-			c.scans.Add(1)
-			for _, cc := range c.conns {
-				fired = cc.expire(now, fired[:0])
-				fireAll(fired)
-				clear(fired)
+		case <-c.scanKick:
+		case <-timer.C:
+		}
+		c.scans.Add(1)
+		c.nextScan.Store(scanPassing) // a call made during the pass kicks another
+		now := time.Now()
+		var next time.Time
+		for _, cc := range c.conns {
+			var due time.Time
+			fired, due = cc.expire(now, fired[:0])
+			fireAll(fired)
+			clear(fired)
+			if !due.IsZero() && (next.IsZero() || due.Before(next)) {
+				next = due
 			}
 		}
+		if next.IsZero() {
+			c.nextScan.Store(scanIdle)
+			continue
+		}
+		wait := min(max(next.Sub(now), c.opts.TimeoutResolution), maxScanSleep)
+		c.nextScan.Store(now.Add(wait).UnixNano())
+		timer.Reset(wait)
 	}
 }
 
-// callAdded and callRemoved keep Client.pending.
-func (c *Client) callAdded() {
-	if c.pending.Add(1) == 1 {
+// maxScanSleep bounds the scanner's sleep while calls are pending, so a
+// call Queued and never Flushed is still sent within about this long.
+const maxScanSleep = time.Second
+
+// nextScan values besides a planned pass's time (unix ns).
+const (
+	scanIdle    = 0  // nothing pending: no pass planned
+	scanPassing = -1 // a pass is running
+)
+
+// noteDeadline kicks the deadline scanner if a call due at deadline would
+// otherwise wait past it.
+func (c *Client) noteDeadline(deadline time.Time) {
+	if at := c.nextScan.Load(); at <= 0 || deadline.UnixNano() < at {
 		select {
 		case c.scanKick <- struct{}{}:
 		default:
 		}
 	}
 }
+
+// callAdded and callRemoved keep Client.pending.
+func (c *Client) callAdded() { c.pending.Add(1) }
 
 func (c *Client) callRemoved() { c.pending.Add(-1) }
 

@@ -101,14 +101,17 @@ func (s *session) closeConn() {
 // stalledLocked reports whether s has had requests awaiting replies and
 // received nothing at all for the stall timeout.
 func (s *session) stalledLocked(now time.Time, timeout time.Duration) bool {
-	if s.outstanding == 0 {
-		return false
-	}
+	return s.outstanding > 0 && now.Sub(s.quietSinceLocked()) > timeout
+}
+
+// quietSinceLocked is since when s has received nothing while requests
+// awaited replies.
+func (s *session) quietSinceLocked() time.Time {
 	quietSince := s.busySince
 	if last := time.Unix(0, s.lastRecv.Load()); last.After(quietSince) {
 		quietSince = last
 	}
-	return now.Sub(quietSince) > timeout
+	return quietSince
 }
 
 // enqueue puts call into the slot table and the send queue, starting a dial
@@ -142,6 +145,7 @@ func (cc *clientConn) enqueue(call *Call, deadline, now time.Time, wake bool) {
 	sl := &cc.slots[idx]
 	sl.call, sl.deadline, sl.state = call, deadline, slotQueued
 	cc.c.callAdded()
+	cc.c.noteDeadline(deadline)
 	id := makeID(idx, sl.gen)
 	call.cc, call.id = cc, id
 	cc.sendq = append(cc.sendq, id)
@@ -225,23 +229,42 @@ func (cc *clientConn) failAllLocked(err error, fired []*Call) []*Call {
 // replies. A call that merely outlived its deadline fails alone: the
 // others on the connection keep going as long as the peer answers
 // anything.
-func (cc *clientConn) expire(now time.Time, fired []*Call) []*Call {
+//
+// It also returns when it must run next (zero: nothing pending): the
+// earliest deadline of a call still pending, or when the session would
+// count as stalled, or now if Queued calls wait for a Flush that has not
+// come.
+func (cc *clientConn) expire(now time.Time, fired []*Call) ([]*Call, time.Time) {
 	var stuck *session
+	var next time.Time
+	earliest := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
 	cc.mu.Lock()
 	for idx := range cc.slots {
 		sl := &cc.slots[idx]
-		if sl.call != nil && !sl.finished && now.After(sl.deadline) {
-			if call := cc.finishLocked(idx, ErrTimeout); call != nil {
-				fired = append(fired, call)
-			}
+		if sl.call == nil || sl.finished {
+			continue
+		}
+		if !now.After(sl.deadline) {
+			earliest(sl.deadline)
+		} else if call := cc.finishLocked(idx, ErrTimeout); call != nil {
+			fired = append(fired, call)
 		}
 	}
 	s := cc.sess
 	if s != nil && s.stalledLocked(now, cc.c.opts.StallTimeout) {
 		stuck = s
+	} else if s != nil && s.outstanding > 0 {
+		earliest(s.quietSinceLocked().Add(cc.c.opts.StallTimeout))
 	}
 	// Calls Queued and never Flushed: the writer goroutine sends them.
 	forgotten := s != nil && len(cc.sendq) > 0 && !s.writing
+	if forgotten {
+		earliest(now)
+	}
 	cc.mu.Unlock()
 	if forgotten {
 		s.signal()
@@ -250,7 +273,7 @@ func (cc *clientConn) expire(now time.Time, fired []*Call) []*Call {
 		cc.drop(stuck, connError(cc.c.addr, "i/o",
 			fmt.Errorf("nothing received for %v while requests awaited replies", cc.c.opts.StallTimeout)))
 	}
-	return fired
+	return fired, next
 }
 
 // close is Client.Close for one connection.

@@ -197,14 +197,18 @@ run_sheep() { # label ublkctl dog
 	sheep_stop "$2"
 }
 
-for REP in 1 2; do
+# COST_DEVICES: which of nbd, sheep and (with ./alt) sheep-alt to measure.
+has() { case " ${COST_DEVICES:-nbd sheep sheep-alt} " in *" $1 "*) return 0 ;; esac; return 1; }
+for REP in $(seq 1 "${COST_REPS:-2}"); do
 	export REP
-	nbd_start
-	srv=$(pidof nbd-server)
-	idle nbd "" "$srv"
-	echo "$JOBS" | while read -r job; do measure nbd /dev/nbd0 "$job" "" "$srv"; done
-	nbd_stop
-	run_sheep sheep "$UBLKCTL" "$DOG"
-	[ -x ./alt/ublkctl ] && [ -x ./alt/dog ] && run_sheep sheep-alt ./alt/ublkctl ./alt/dog
+	if has nbd; then
+		nbd_start
+		srv=$(pidof nbd-server)
+		idle nbd "" "$srv"
+		echo "$JOBS" | while read -r job; do measure nbd /dev/nbd0 "$job" "" "$srv"; done
+		nbd_stop
+	fi
+	has sheep && run_sheep sheep "$UBLKCTL" "$DOG"
+	has sheep-alt && [ -x ./alt/ublkctl ] && [ -x ./alt/dog ] && run_sheep sheep-alt ./alt/ublkctl ./alt/dog
 done
 exit 0
