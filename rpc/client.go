@@ -40,8 +40,9 @@ type ClientOptions struct {
 	// Max and resets after a successful dial.
 	Backoff struct{ Min, Max time.Duration }
 	Logger  zerolog.Logger
-	// TimeoutResolution is how often pending calls are checked against their
-	// deadlines (default 10ms): a call fails at most this late.
+	// TimeoutResolution is the least time between two passes that check
+	// pending calls against their deadlines (default 10ms): a call fails
+	// at most this late.
 	TimeoutResolution time.Duration
 	// StallTimeout is how long a connection may receive nothing at all
 	// while requests sent on it await replies before it is declared stuck
@@ -157,8 +158,6 @@ type Client struct {
 	next      atomic.Uint32
 	closed    atomic.Bool
 
-	// pending counts calls in the slot tables of all connections.
-	pending  atomic.Int64
 	// nextScan is when the deadline scanner runs next (unix ns), or
 	// scanIdle or scanPassing; a call due earlier kicks it (scanKick).
 	nextScan atomic.Int64
@@ -364,11 +363,6 @@ func (c *Client) noteDeadline(deadline time.Time) {
 		}
 	}
 }
-
-// callAdded and callRemoved keep Client.pending.
-func (c *Client) callAdded() { c.pending.Add(1) }
-
-func (c *Client) callRemoved() { c.pending.Add(-1) }
 
 func fireAll(calls []*Call) {
 	for _, call := range calls {

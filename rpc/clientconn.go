@@ -144,7 +144,6 @@ func (cc *clientConn) enqueue(call *Call, deadline, now time.Time, wake bool) {
 	}
 	sl := &cc.slots[idx]
 	sl.call, sl.deadline, sl.state = call, deadline, slotQueued
-	cc.c.callAdded()
 	cc.c.noteDeadline(deadline)
 	id := makeID(idx, sl.gen)
 	call.cc, call.id = cc, id
@@ -194,7 +193,6 @@ func (cc *clientConn) freeLocked(idx int) *Call {
 	call := sl.call
 	*sl = slot{gen: sl.gen + 1}
 	cc.free = append(cc.free, uint32(idx))
-	cc.c.callRemoved()
 	return call
 }
 

@@ -39,8 +39,17 @@
 // then costs no wakeup of another thread, the difference that shows at
 // queue depth 1.
 // The reader goroutine reads each reply header and then the reply straight
-// into the caller's RespHeader and RespBody buffers. One ticker per Client
-// expires calls past their deadline. While the transport still uses a call's
+// into the caller's RespHeader and RespBody buffers. The reply parser is
+// resumable (it says where the next bytes go and is told how many came),
+// so a Poller can drive it instead: Client.SetPoller gives the reading of
+// plain TCP connections to a thread that already sleeps in the kernel for
+// other reasons (the ublk queue thread, in io_uring_enter), which reads
+// only what a socket holds when woken. Such a connection is detached from
+// the Go netpoller, whose epoll would otherwise wake a thread for every
+// reply; its few blocking waits (a full socket, a reader after the poller
+// stopped) are in poll(2). One scanner goroutine per Client expires calls
+// past their deadline; it sleeps until the earliest one is due (at most a
+// second), and a call due sooner wakes it. While the transport still uses a call's
 // buffers (writing its request, reading its reply), its completion is
 // deferred until it lets go of them, so once Done runs the caller may reuse
 // every buffer of the Call. A connection is closed as stuck only when it has
@@ -54,7 +63,7 @@
 // fast with ErrConnection, so a caller can turn to another replica).
 //
 // Done runs on the client's reader, writer or deadline goroutine, on the
-// goroutine calling Flush (for calls that failed while it wrote them), or on
+// Poller's thread, on the goroutine calling Flush (for calls that failed while it wrote them), or on
 // a fresh one for calls that fail before entering a connection; it must not
 // block, may resubmit its Call, and must not call Client.Close.
 //
