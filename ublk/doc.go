@@ -9,6 +9,9 @@
 //     each request completes; backends run asynchronously, up to the queue
 //     depth at once, and completions come back through a lock-free list
 //     and an eventfd the ring reads;
+//   - sockets.go: the sockets of a backend whose requests complete on the
+//     network (backend.PolledBackend), polled on the queue's ring so that a
+//     reply wakes the queue thread, which reads it itself;
 //   - device.go: the user-facing API, Device, which ties a backend to a
 //     new /dev/ublkbN and runs it until it is stopped.
 //
