@@ -9,8 +9,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
-	"time"
 )
 
 // serverCall is one request being served, pooled with its buffer list.
@@ -56,8 +54,7 @@ func (call *serverCall) release() {
 // still carries many replies.
 type serverConn struct {
 	s      *Server
-	conn   net.Conn        // under s.mu once the connection is served
-	raw    syscall.RawConn // conn's, once detached (see detachReads); nil before
+	conn   net.Conn
 	remote net.Addr
 	br     *bufio.Reader
 	hb     [frameHeaderSize]byte
@@ -98,7 +95,6 @@ func (sc *serverConn) serve() {
 			return
 		}
 	}
-	sc.detachReads()
 	if err := sc.readLoop(); err != nil {
 		sc.logReadError(err)
 	}
@@ -121,29 +117,6 @@ func (sc *serverConn) logReadError(err error) {
 		log.Debug().Stringer("remote", sc.remote).Msg("rpc: connection closed")
 	default:
 		log.Info().Err(err).Stringer("remote", sc.remote).Msg("rpc: connection read failed")
-	}
-}
-
-// detachReads takes a plain TCP connection out of the Go netpoller (see
-// socket): its reader then waits for requests in poll(2), inside a system
-// call, so a request wakes the thread that serves it and no other. Through
-// the netpoller, a request woke the thread blocked in epoll, which then
-// often handed the reader goroutine to yet another thread. TLS stays.
-func (sc *serverConn) detachReads() {
-	if _, ok := sc.conn.(*net.TCPConn); !ok {
-		return
-	}
-	sc.s.mu.Lock()
-	defer sc.s.mu.Unlock()
-	sock, err := detach(sc.conn)
-	if err != nil {
-		sc.s.log.Debug().Err(err).Msg("rpc: connection stays in the netpoller")
-		return
-	}
-	sc.conn, sc.raw = sock, socketRaw{sock}
-	sc.br.Reset(sock)
-	if sc.s.stopping { // Shutdown or Close came first: stop reading now
-		sock.SetReadDeadline(time.Now())
 	}
 }
 
@@ -309,13 +282,7 @@ func (sc *serverConn) writeBatchLocked() bool {
 			}
 		}
 		w.bufs = w.iov
-		var err error
-		if sc.raw != nil {
-			err = writeBuffers(sc.raw, &w.bufs, true)
-		} else {
-			_, err = w.bufs.WriteTo(sc.conn)
-		}
-		if err != nil {
+		if _, err := w.bufs.WriteTo(sc.conn); err != nil {
 			sc.broken = true
 			sc.s.log.Info().Err(err).Stringer("remote", sc.remote).Msg("rpc: reply write failed; closing connection")
 			sc.conn.Close() // the reader stops too

@@ -24,11 +24,8 @@ type socket struct {
 	fd     int
 	mu     sync.RWMutex // held shared by each system call on fd, exclusively to close it
 	closed atomic.Bool
-	// stopped: SetReadDeadline stopped reading (reads fail with
-	// os.ErrDeadlineExceeded; the connection still writes).
-	stopped atomic.Bool
-	local   net.Addr
-	remote  net.Addr
+	local  net.Addr
+	remote net.Addr
 }
 
 // detach takes conn's socket out of the netpoller: it keeps a duplicate of
@@ -76,9 +73,6 @@ func (s *socket) await(events int16, try func(fd uintptr) bool) error {
 }
 
 func (s *socket) Read(p []byte) (n int, err error) {
-	if s.stopped.Load() {
-		return 0, os.ErrDeadlineExceeded
-	}
 	if werr := s.await(unix.POLLIN, func(fd uintptr) bool {
 		n, err = unix.Read(int(fd), p)
 		return err != unix.EAGAIN && err != unix.EINTR
@@ -89,9 +83,6 @@ func (s *socket) Read(p []byte) (n int, err error) {
 		return 0, os.NewSyscallError("read", err)
 	}
 	if n == 0 && len(p) > 0 {
-		if s.stopped.Load() { // woken by SetReadDeadline's shutdown
-			return 0, os.ErrDeadlineExceeded
-		}
 		return 0, io.EOF
 	}
 	return n, nil
@@ -122,23 +113,12 @@ func (s *socket) Close() error {
 func (s *socket) LocalAddr() net.Addr  { return s.local }
 func (s *socket) RemoteAddr() net.Addr { return s.remote }
 
-var errNoDeadlines = errors.New("rpc: a detached socket takes no deadline but one that has passed, to stop reading")
+var errNoDeadlines = errors.New("rpc: a detached socket has no deadlines")
 
-// Deadlines are not needed after the handshake (calls carry their own and
-// stall detection closes the socket), except the one Server.Shutdown uses
-// to stop the readers: a read deadline that has passed stops reading for
-// good (shutdown(SHUT_RD) wakes a reader waiting in poll(2)); replies can
-// still be written. Any other deadline is refused.
-func (s *socket) SetReadDeadline(t time.Time) error {
-	if t.IsZero() || t.After(time.Now()) {
-		return errNoDeadlines
-	}
-	if !s.stopped.Swap(true) {
-		s.await(0, func(fd uintptr) bool { unix.Shutdown(int(fd), unix.SHUT_RD); return true })
-	}
-	return nil
-}
+// Deadlines are not needed after the handshake: calls carry their own and
+// stall detection closes the socket.
 func (s *socket) SetDeadline(time.Time) error      { return errNoDeadlines }
+func (s *socket) SetReadDeadline(time.Time) error  { return errNoDeadlines }
 func (s *socket) SetWriteDeadline(time.Time) error { return errNoDeadlines }
 
 // SyscallConn makes socket a syscall.Conn, for rawConn.
