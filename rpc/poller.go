@@ -12,8 +12,8 @@ import (
 // thread, which already sleeps in io_uring_enter for its own completions.
 // A reply then wakes that thread directly and is parsed and completed on
 // it, instead of waking the Go netpoller, a reader goroutine and then the
-// queue thread (measured on the lab guest: about two context switches less
-// per request at queue depth 1).
+// queue thread (measured on the lab guest, 4 KiB reads at queue depth 1:
+// the daemon's context switches per request went from 4.7-5.8 to 3.3-3.6).
 //
 // WatchSocket asks the poller to call ready(true) on its thread each time
 // fd is readable, until ready returns false. It reports false if the poller
@@ -78,7 +78,7 @@ func (cc *clientConn) readReady(s *session, ok bool) bool {
 			for {
 				n, err = unix.Read(int(fd), p)
 				if err != unix.EINTR {
-					return true // never wait in the netpoller
+					return true // never wait: the poller calls again
 				}
 			}
 		}); cerr != nil {
