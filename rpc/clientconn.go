@@ -376,6 +376,7 @@ type writer struct {
 	hdrs  []byte   // frame headers of the batch
 	iov   [][]byte
 	bufs  net.Buffers // what is left to write of iov
+	vw    vecWriter
 	fired []*Call
 }
 
@@ -451,7 +452,7 @@ func (cc *clientConn) drainLocked(s *session, blocking bool) error {
 		}
 		cc.mu.Unlock()
 		if !blocking {
-			err := writeBuffers(s.raw, &s.w.bufs, false)
+			err := s.w.vw.write(s.raw, &s.w.bufs, false)
 			if err == nil && len(s.w.bufs) > 0 {
 				cc.mu.Lock()
 				s.handoff = true
@@ -540,7 +541,7 @@ func (cc *clientConn) finishBatch(s *session, blocking bool) error {
 	var err error
 	switch {
 	case blocking && s.raw != nil:
-		err = writeBuffers(s.raw, &s.w.bufs, true)
+		err = s.w.vw.write(s.raw, &s.w.bufs, true)
 	case blocking:
 		_, err = s.w.bufs.WriteTo(s.conn) // TLS
 	}

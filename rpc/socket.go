@@ -88,13 +88,15 @@ func (s *socket) Read(p []byte) (n int, err error) {
 	return n, nil
 }
 
+// Write is for completeness (net.Conn): the client writes through the
+// RawConn with writev.
 func (s *socket) Write(p []byte) (int, error) {
 	bufs := net.Buffers{p}
-	n := len(p)
-	if err := writeBuffers(socketRaw{s}, &bufs, true); err != nil {
-		return n - bufsLen(bufs), err
+	var vw vecWriter
+	if err := vw.write(socketRaw{s}, &bufs, true); err != nil {
+		return len(p) - bufsLen(bufs), err
 	}
-	return n, nil
+	return len(p), nil
 }
 
 // Close shuts the connection down, which wakes every waiter in poll(2)

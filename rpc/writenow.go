@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,33 +26,57 @@ func rawConn(conn net.Conn) syscall.RawConn {
 	return rc
 }
 
-// writeBuffers writes bufs to the socket with writev, consuming what was
-// written from bufs. Without wait it stops when the socket is full and
-// leaves the rest in bufs; with wait the RawConn waits for room (in the
-// netpoller for a net.Conn, in poll(2) for a detached socket) until all
-// is written.
-func writeBuffers(rc syscall.RawConn, bufs *net.Buffers, wait bool) error {
-	var werr error
-	err := rc.Write(func(fd uintptr) bool {
-		for len(*bufs) > 0 {
-			n, e := unix.Writev(int(fd), (*bufs)[:min(len(*bufs), maxIovecs)])
-			switch {
-			case e == unix.EINTR:
-				continue
-			case e == unix.EAGAIN:
-				return !wait // full: stop, or let rc wait for room
-			case e != nil:
-				werr = os.NewSyscallError("writev", e)
-				return true
-			}
-			advance(bufs, n)
-		}
-		return true
-	})
+// vecWriter writes net.Buffers to a socket with writev through its
+// RawConn, consuming what was written. Without wait it stops when the
+// socket is full and leaves the rest; with wait the RawConn waits for room
+// (in the netpoller for a net.Conn, in poll(2) for a detached socket)
+// until all is written. It allocates nothing per write: the iovec array and
+// the function handed to the RawConn are made once per writer.
+type vecWriter struct {
+	bufs *net.Buffers
+	wait bool
+	err  error
+	iov  []unix.Iovec
+	fn   func(fd uintptr) bool
+}
+
+func (v *vecWriter) write(rc syscall.RawConn, bufs *net.Buffers, wait bool) error {
+	if v.fn == nil {
+		v.fn = v.try
+	}
+	v.bufs, v.wait, v.err = bufs, wait, nil
+	err := rc.Write(v.fn)
+	v.bufs = nil
+	clear(v.iov) // hold no caller's buffer
 	if err == nil {
-		err = werr
+		err = v.err
 	}
 	return err
+}
+
+// try writes until done, the socket is full or an error.
+func (v *vecWriter) try(fd uintptr) bool {
+	for len(*v.bufs) > 0 {
+		v.iov = v.iov[:0]
+		for _, b := range (*v.bufs)[:min(len(*v.bufs), maxIovecs)] {
+			if len(b) > 0 {
+				v.iov = append(v.iov, unix.Iovec{Base: &b[0], Len: uint64(len(b))})
+			}
+		}
+		// advance leaves no empty buffer first, so iov is not empty.
+		n, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v.iov[0])), uintptr(len(v.iov)))
+		switch {
+		case e == unix.EINTR:
+			continue
+		case e == unix.EAGAIN:
+			return !v.wait // full: stop, or let the RawConn wait for room
+		case e != 0:
+			v.err = os.NewSyscallError("writev", e)
+			return true
+		}
+		advance(v.bufs, int(n))
+	}
+	return true
 }
 
 // advance drops the first n bytes of bufs.
