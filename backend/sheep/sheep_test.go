@@ -658,9 +658,9 @@ func newOID(vdi, idx uint32) proto.ObjectID { return proto.NewObjectID(vdi, idx)
 
 // TestRepliesOnPoller: with a poller (the ublk queue thread in the daemon)
 // reading the nodes' replies, writes and reads of random extents on 3
-// nodes, copies=3, read back intact; connections opened before the poller
-// came are handed to it; when it stops, the backend reads its sockets on
-// its own again and I/O goes on.
+// nodes, copies=3, read back intact; the idle connections opened before
+// the poller came are replaced by 3 it reads; when it stops, the backend
+// reads its sockets on its own again and I/O goes on.
 func TestRepliesOnPoller(t *testing.T) {
 	c := startCluster(t, 3, 3)
 	createVDI(t, c, "disk", 256<<20)
