@@ -65,9 +65,10 @@ type session struct {
 	raw  syscall.RawConn // conn's socket, for Flush's non-blocking writes; nil for TLS
 	// reader parses the replies, on the session's reader goroutine or on
 	// a Poller's thread (never both: see poller.go).
-	reader *replyReader
-	wake   chan struct{} // capacity 1: the send queue is not empty
-	dead   chan struct{} // closed when the session is dropped
+	reader   *replyReader
+	pollRead pollRead      // the Poller's reads
+	wake     chan struct{} // capacity 1: the send queue is not empty
+	dead     chan struct{} // closed when the session is dropped
 
 	// Writing, under clientConn.mu. writing: the writer goroutine or a
 	// Flush is writing, and writes everything queued before it lets go.

@@ -3,6 +3,7 @@ package rpc
 import (
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -71,19 +72,7 @@ func (cc *clientConn) readReady(s *session, ok bool) bool {
 	}
 	r := s.reader
 	for {
-		p := r.next()
-		var n int
-		var err error
-		if cerr := s.raw.Read(func(fd uintptr) bool {
-			for {
-				n, err = unix.Read(int(fd), p)
-				if err != unix.EINTR {
-					return true // never wait: the poller calls again
-				}
-			}
-		}); cerr != nil {
-			err = cerr // the connection was closed
-		}
+		n, err := s.pollRead.read(s.raw, r.next())
 		switch {
 		case err == unix.EAGAIN:
 			return true
@@ -100,6 +89,39 @@ func (cc *clientConn) readReady(s *session, ok bool) bool {
 			cc.readFailed(s, err)
 			cc.c.wg.Done()
 			return false
+		}
+	}
+}
+
+// pollRead reads a socket for a Poller without waiting. Its state and the
+// function it hands the RawConn are made once per session, so a wakeup
+// allocates nothing.
+type pollRead struct {
+	p   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+// read reads what the socket holds into p: unix.EAGAIN if nothing.
+func (pr *pollRead) read(rc syscall.RawConn, p []byte) (int, error) {
+	if pr.fn == nil {
+		pr.fn = pr.try
+	}
+	pr.p = p
+	err := rc.Read(pr.fn)
+	pr.p = nil
+	if err != nil {
+		return 0, err // the connection was closed
+	}
+	return pr.n, pr.err
+}
+
+func (pr *pollRead) try(fd uintptr) bool {
+	for {
+		pr.n, pr.err = unix.Read(int(fd), pr.p)
+		if pr.err != unix.EINTR {
+			return true // never wait: the poller calls again
 		}
 	}
 }

@@ -80,3 +80,33 @@ func TestPollerHandoverAndStop(t *testing.T) {
 	}
 	waitFor(t, "the poller to let go of the closed socket", 5*time.Second, func() bool { return p2.Active.Load() == 0 })
 }
+
+// Replies read by a poller cost no allocation: a wakeup must not make
+// garbage on the ublk queue thread (the daemon's I/O path allocates
+// nothing). Client and server both run here, as in BenchmarkRPC4KiB.
+func TestPollerReadsWithoutAllocating(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	ts := startServer(t, checksumHandler{}, ServerOptions{})
+	c := newTestClient(t, ts.addr, ClientOptions{})
+	p := pollertest.New(t)
+	c.SetPoller(p)
+	call := &Call{ReqHeader: make([]byte, 12), ReqBody: make([]byte, 4096),
+		RespHeader: make([]byte, 12), RespBody: make([]byte, 4096)}
+	do := func() {
+		call.RespHeader, call.RespBody = call.RespHeader[:12], call.RespBody[:4096]
+		if err := c.Do(context.Background(), call); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 100 { // warm the pools and the connection
+		do()
+	}
+	if p.Watched.Load() != 1 {
+		t.Fatalf("poller took %d sockets, want 1", p.Watched.Load())
+	}
+	if n := testing.AllocsPerRun(500, do); n > 0.2 {
+		t.Fatalf("%.2f allocations per call with a poller reading the replies, want 0", n)
+	}
+}

@@ -40,6 +40,7 @@ func (p *Poller) WatchSocket(fd int, ready func(ok bool) bool) bool {
 	go func() {
 		defer p.wg.Done()
 		defer p.Active.Add(-1)
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}} // made once: tests count allocations
 		for {
 			select {
 			case <-p.quit:
@@ -47,7 +48,7 @@ func (p *Poller) WatchSocket(fd int, ready func(ok bool) bool) bool {
 				return
 			default:
 			}
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			pfd[0].Revents = 0
 			if n, err := unix.Poll(pfd, 20); err != nil || n == 0 {
 				continue
 			}
