@@ -39,6 +39,11 @@ func TestABILayout(t *testing.T) {
 
 func newRing(t testing.TB, opts Options) *Ring {
 	t.Helper()
+	// A SINGLE_ISSUER ring refuses io_uring_enter from any thread but the
+	// one that set it up (EEXIST), and a goroutine may change threads: stay
+	// on this one until the ring is closed, as the queue threads do.
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
 	r, err := New(opts)
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
