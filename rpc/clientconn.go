@@ -89,6 +89,14 @@ type session struct {
 	lastRecv atomic.Int64
 }
 
+// endSessionLocked retires s, the current session: its goroutines see
+// dead and stop, its connection is closed, and the next call dials anew.
+func (cc *clientConn) endSessionLocked(s *session) {
+	cc.sess = nil
+	close(s.dead)
+	s.closeConn()
+}
+
 // closeConn closes the session's connection. A plain socket is shut down
 // first: that wakes a Poller's pending watch of it (whose file reference
 // would otherwise keep the connection open) and a reader blocked on it.
@@ -281,9 +289,7 @@ func (cc *clientConn) close(fired []*Call) []*Call {
 	defer cc.mu.Unlock()
 	cc.closed = true
 	if s := cc.sess; s != nil {
-		cc.sess = nil
-		close(s.dead)
-		s.closeConn()
+		cc.endSessionLocked(s)
 	}
 	return cc.failAllLocked(ErrClosed, fired)
 }
@@ -296,9 +302,7 @@ func (cc *clientConn) drop(s *session, err error) {
 		cc.mu.Unlock()
 		return
 	}
-	cc.sess = nil
-	close(s.dead)
-	s.closeConn()
+	cc.endSessionLocked(s)
 	fired := cc.failAllLocked(err, nil)
 	cc.mu.Unlock()
 	lvl := zerolog.InfoLevel // the peer went away with nothing pending

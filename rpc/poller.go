@@ -39,9 +39,7 @@ func (c *Client) SetPoller(p Poller) {
 	for _, cc := range c.conns {
 		cc.mu.Lock()
 		if s := cc.sess; s != nil && s.raw != nil && len(cc.free) == len(cc.slots) && !s.writing {
-			cc.sess = nil
-			close(s.dead)
-			s.closeConn()
+			cc.endSessionLocked(s)
 		}
 		cc.mu.Unlock()
 	}

@@ -99,6 +99,11 @@ func (q *queue) socketReady(slot int, res int32) {
 		q.armSocket(slot)
 		return
 	}
+	q.freeSocket(slot)
+}
+
+// freeSocket forgets slot's watch.
+func (q *queue) freeSocket(slot int) {
 	q.sockets.slots[slot] = socketWatch{}
 	q.sockets.free = append(q.sockets.free, slot)
 }
@@ -106,8 +111,7 @@ func (q *queue) socketReady(slot int, res int32) {
 // unwatchSocket frees slot, telling the backend with ready(ok).
 func (q *queue) unwatchSocket(slot int, ok bool) {
 	w := q.sockets.slots[slot]
-	q.sockets.slots[slot] = socketWatch{}
-	q.sockets.free = append(q.sockets.free, slot)
+	q.freeSocket(slot)
 	w.ready(ok)
 }
 
