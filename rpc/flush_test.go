@@ -185,8 +185,8 @@ func TestIdleClientDoesNotTick(t *testing.T) {
 }
 
 // An InlineHandler's lone requests are served on the reader: the
-// connection starts no worker for them. Requests it does not pick, and
-// requests that arrive while others wait to be read, still go to workers.
+// connection starts no worker for them. Requests it does not pick still go
+// to workers.
 func TestInlineRequestsNeedNoWorker(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
@@ -216,6 +216,69 @@ func TestInlineRequestsNeedNoWorker(t *testing.T) {
 			ts.mu.Unlock()
 			if got := workers > 0; got != tc.wantWorkers {
 				t.Fatalf("%d worker goroutines after 50 lone requests; want workers: %v", workers, tc.wantWorkers)
+			}
+		})
+	}
+}
+
+// Batches of inline requests are served on the reader too, their replies
+// held back while more requests are buffered. Every call is answered even
+// when a batch is larger than MaxInFlightPerConn (the reader must send
+// what it holds before it waits for a slot), and with slow requests mixed
+// in, which workers serve and whose writers take held replies along.
+func TestInlineBatchesAllAnswered(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		slowEvery   int // every slowEvery-th call asks for a 1 ms delay (a worker); 0: none
+		wantWorkers bool
+	}{{"inline-only", 0, false}, {"mixed", 7, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := make([]byte, 8<<10)
+			rand.NewChaCha8([32]byte{7}).Read(pool)
+			ts := startServer(t, inlineChecksumHandler{}, ServerOptions{MaxInFlightPerConn: 4})
+			c := newTestClient(t, ts.addr, ClientOptions{CallTimeout: 20 * time.Second})
+			const batches, batch = 20, 100
+			errs := make(chan error, batches*batch)
+			for b := range batches {
+				var done sync.WaitGroup
+				for i := range batch {
+					delay := time.Duration(0)
+					if tc.slowEvery > 0 && i%tc.slowEvery == 0 {
+						delay = time.Millisecond
+					}
+					body := pool[i : i+64+i*37%4096]
+					call := &Call{ReqHeader: delayHeader(make([]byte, 12), uint64(b*batch+i), delay), ReqBody: body,
+						RespHeader: make([]byte, 12), RespBody: make([]byte, len(body))}
+					call.Done = func(call *Call) {
+						if err := checkReply(call); err != nil {
+							errs <- err
+						}
+						done.Done()
+					}
+					done.Add(1)
+					c.Queue(call)
+				}
+				c.Flush()
+				waited := make(chan struct{})
+				go func() { done.Wait(); close(waited) }()
+				select {
+				case <-waited:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("batch %d: not every call was answered in 10 s", b)
+				}
+			}
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			ts.mu.Lock()
+			workers := 0
+			for sc := range ts.conns {
+				workers += int(sc.workers.Load())
+			}
+			ts.mu.Unlock()
+			if got := workers > 0; got != tc.wantWorkers {
+				t.Fatalf("%d worker goroutines after %d batches; want workers: %v", workers, batches, tc.wantWorkers)
 			}
 		})
 	}

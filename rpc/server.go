@@ -30,17 +30,21 @@ type Handler interface {
 	ServeRPC(ctx context.Context, req *Request, resp *Response) error
 }
 
-// InlineHandler is a Handler that names requests quick enough to serve on
-// the connection's reader goroutine itself. The server does so when
-// nothing else from the client is waiting to be read (a lone request, or
-// the last of a batch): no hand-off to a worker goroutine, which on a
-// small machine is most of what such a request costs. While an inline
-// request runs the connection reads nothing more, so Inline must pick only
-// requests that never wait for anything but the local disk (not for the
-// network, a lock held across such a wait, or an fsync).
+// InlineHandler is a Handler that can serve some requests on the
+// connection's reader goroutine itself: no hand-off to a worker goroutine,
+// which on a small machine is most of what such a request costs. The
+// reader serves a batch of them in a row, holding their replies back (up
+// to maxHeldReplies) until it has read all the client sent, so one writev
+// answers the batch. While an inline request runs the connection reads
+// nothing more, so ServeInline must serve only what it can without
+// waiting: data in the page cache, not a disk read, the network, a lock
+// held across such a wait, or an fsync.
 type InlineHandler interface {
 	Handler
-	Inline(req *Request) bool
+	// ServeInline serves req as ServeRPC would, if it can without
+	// waiting. served false means it did nothing that counts (resp is
+	// reset) and a worker serves the request with ServeRPC instead.
+	ServeInline(req *Request, resp *Response) (served bool, err error)
 }
 
 // HandlerFunc adapts a function to Handler.
@@ -117,7 +121,7 @@ type ServerOptions struct {
 // Server serves a Handler on any number of listeners.
 type Server struct {
 	h      Handler
-	inline InlineHandler // h, when it names inline requests
+	inline InlineHandler // h, when it serves requests inline
 	opts   ServerOptions
 	lim    frameLimits
 	log    zerolog.Logger

@@ -126,23 +126,53 @@ func (sc *serverConn) readLoop() error {
 	for {
 		select {
 		case sc.inFlight <- struct{}{}:
-		case <-sc.s.stopCh:
-			return nil
+		default:
+			// Every slot is taken: replies the reader held back must go
+			// out first, or it would wait for slots only it can free.
+			sc.flushHeld()
+			select {
+			case sc.inFlight <- struct{}{}:
+			case <-sc.s.stopCh:
+				return nil
+			}
+		}
+		if sc.br.Buffered() == 0 {
+			sc.flushHeld() // the reader is about to wait for the client
 		}
 		call, err := sc.readRequest()
 		if err != nil {
 			<-sc.inFlight
+			sc.flushHeld()
 			if errors.Is(err, os.ErrDeadlineExceeded) && sc.s.isStopping() {
 				return nil
 			}
 			return err
 		}
-		if in := sc.s.inline; in != nil && sc.br.Buffered() == 0 && in.Inline(&call.req) {
-			sc.handle(call) // nothing else is waiting: serve it here
+		// Served here if it can be without waiting, its reply held
+		// back while more requests are already buffered: one writev
+		// answers the batch.
+		if sc.s.inline != nil && sc.handle(call, true, sc.br.Buffered() > 0) {
 			continue
 		}
 		sc.dispatch(call)
 	}
+}
+
+// maxHeldReplies bounds the replies the reader holds back while it serves
+// a batch inline: the client gets the first ones while the rest are served.
+const maxHeldReplies = 16
+
+// flushHeld writes the replies the reader held back, unless a worker is
+// writing, which takes them with its own.
+func (sc *serverConn) flushHeld() {
+	sc.mu.Lock()
+	if !sc.writing {
+		sc.writing = true
+		for sc.writeBatchLocked() {
+		}
+		sc.writing = false
+	}
+	sc.mu.Unlock()
 }
 
 // readRequest reads one request frame into pooled buffers. Lengths are
@@ -198,12 +228,20 @@ func (sc *serverConn) dispatch(call *serverCall) {
 func (sc *serverConn) worker() {
 	defer sc.workerWG.Done()
 	for call := range sc.work {
-		sc.handle(call)
+		sc.handle(call, false, false)
 	}
 }
 
-func (sc *serverConn) handle(call *serverCall) {
-	err := sc.callHandler(call)
+// handle runs call (inline: with ServeInline, on the reader) and queues
+// its reply. Unless hold is set, it writes the queued replies too, if no
+// other worker is writing them. It reports false, having done nothing,
+// when ServeInline declined the call.
+func (sc *serverConn) handle(call *serverCall, inline, hold bool) bool {
+	served, err := sc.callHandler(call, inline)
+	if !served {
+		call.resp.Header, call.resp.Body = nil, nil
+		return false
+	}
 	if err == nil && (len(call.resp.Header) > sc.s.lim.maxHeader || len(call.resp.Body) > sc.s.lim.maxBody) {
 		err = fmt.Errorf("%w: reply header %d / body %d bytes, limits %d / %d",
 			ErrTooLarge, len(call.resp.Header), len(call.resp.Body), sc.s.lim.maxHeader, sc.s.lim.maxBody)
@@ -220,27 +258,31 @@ func (sc *serverConn) handle(call *serverCall) {
 	}
 	sc.mu.Lock()
 	sc.replies = append(sc.replies, call)
-	if sc.writing {
-		sc.mu.Unlock() // the writing worker takes this reply too
-		return
+	if sc.writing || (hold && len(sc.replies) < maxHeldReplies) {
+		sc.mu.Unlock() // the writing worker, or the reader, takes it later
+		return true
 	}
 	sc.writing = true
 	for sc.writeBatchLocked() {
 	}
 	sc.writing = false
 	sc.mu.Unlock()
+	return true
 }
 
-// callHandler runs the handler, turning a panic into an error reply so one
-// bad request cannot take the node down.
-func (sc *serverConn) callHandler(call *serverCall) (err error) {
+// callHandler runs the handler (ServeInline when inline), turning a panic
+// into an error reply so one bad request cannot take the node down.
+func (sc *serverConn) callHandler(call *serverCall, inline bool) (served bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			sc.s.log.Error().Interface("panic", p).Stringer("remote", sc.remote).Msg("rpc: handler panicked")
-			err = fmt.Errorf("handler panic: %v", p)
+			served, err = true, fmt.Errorf("handler panic: %v", p)
 		}
 	}()
-	return sc.s.h.ServeRPC(sc.s.ctx, &call.req, &call.resp)
+	if inline {
+		return sc.s.inline.ServeInline(&call.req, &call.resp)
+	}
+	return true, sc.s.h.ServeRPC(sc.s.ctx, &call.req, &call.resp)
 }
 
 // replyWriter is the reusable state of whichever worker writes.

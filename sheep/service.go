@@ -75,6 +75,33 @@ func (s *Service) SetIdentity(id Identity) { s.identity.Store(&id) }
 // status and a short message; it never returns an error, so the rpc layer
 // keeps the connection.
 func (s *Service) ServeRPC(ctx context.Context, req *rpc.Request, resp *rpc.Response) error {
+	s.handle(ctx, req, resp, false)
+	return nil
+}
+
+// ServeInline implements rpc.InlineHandler: reads whose bytes the page
+// cache holds, and writes without FUA (into the page cache), are served
+// on the connection's reader once the node needs no recovery for them and
+// no etcd lookup (recoverer.quick). A read that would wait for the disk,
+// FUA writes (an fdatasync), flushes, recovery reads and listings go to
+// workers.
+func (s *Service) ServeInline(req *rpc.Request, resp *rpc.Response) (bool, error) {
+	var r proto.Request
+	if r.UnmarshalBinary(req.Header) != nil {
+		return false, nil // ServeRPC answers it, from a worker
+	}
+	if r.Op != proto.OpRead && (r.Op != proto.OpWrite || r.Flags&proto.FlagFUA != 0) {
+		return false, nil
+	}
+	if epochs := s.epochs.Load(); epochs != nil && !epochs.quick(r.Object) {
+		return false, nil
+	}
+	return s.handle(context.Background(), req, resp, true), nil
+}
+
+// handle serves req into resp; with nowait it serves nothing, and reports
+// false, if a read would wait for the disk.
+func (s *Service) handle(ctx context.Context, req *rpc.Request, resp *rpc.Response, nowait bool) bool {
 	s.active.Add(1)
 	defer s.active.Add(-1)
 	out := proto.Response{Epoch: s.epoch.Load()}
@@ -83,7 +110,10 @@ func (s *Service) ServeRPC(ctx context.Context, req *rpc.Request, resp *rpc.Resp
 		err = &proto.Error{Status: proto.StatusShuttingDown, Reason: "the node is stopping"}
 	}
 	if err == nil {
-		err = s.serve(ctx, &r, req.Body, resp, &out)
+		err = s.serve(ctx, &r, req.Body, resp, &out, nowait)
+	}
+	if errors.Is(err, store.ErrWouldWait) {
+		return false
 	}
 	if err != nil {
 		status := statusOf(err)
@@ -99,24 +129,7 @@ func (s *Service) ServeRPC(ctx context.Context, req *rpc.Request, resp *rpc.Resp
 			Stringer("remote", req.RemoteAddr).Msg("request failed")
 	}
 	resp.Header, _ = out.AppendBinary(resp.Buf(proto.ResponseSize)[:0])
-	return nil
-}
-
-// Inline implements rpc.InlineHandler: reads and writes without FUA,
-// which touch only the local store (the page cache, at most the disk),
-// may be served on the connection's reader once the node needs no
-// recovery for them and no etcd lookup (recoverer.quick). FUA writes (an
-// fdatasync), flushes, recovery reads and listings go to workers.
-func (s *Service) Inline(req *rpc.Request) bool {
-	var r proto.Request
-	if r.UnmarshalBinary(req.Header) != nil {
-		return false // ServeRPC answers it, from a worker
-	}
-	if r.Op != proto.OpRead && (r.Op != proto.OpWrite || r.Flags&proto.FlagFUA != 0) {
-		return false
-	}
-	epochs := s.epochs.Load()
-	return epochs == nil || epochs.quick(r.Object)
+	return true
 }
 
 // Drain refuses new requests and waits until none is being served, or
@@ -133,8 +146,9 @@ func (s *Service) Drain(ctx context.Context) error {
 	return nil
 }
 
-// serve runs a decoded, bounded request, filling resp's body and out.
-func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp *rpc.Response, out *proto.Response) error {
+// serve runs a decoded, bounded request, filling resp's body and out. With
+// nowait, a read the page cache cannot answer returns store.ErrWouldWait.
+func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp *rpc.Response, out *proto.Response, nowait bool) error {
 	wantBody := 0
 	if r.Op == proto.OpWrite || r.Op == proto.OpCreateAndWrite {
 		wantBody = int(r.Length)
@@ -173,7 +187,11 @@ func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp
 	case proto.OpRead:
 		// Read straight into the reply buffer: no copy.
 		buf := resp.Buf(int(r.Length))
-		if err := s.st.ReadAt(r.Object, buf, off); err != nil {
+		read := s.st.ReadAt
+		if nowait {
+			read = s.st.ReadAtNoWait
+		}
+		if err := read(r.Object, buf, off); err != nil {
 			return err
 		}
 		resp.Body = buf

@@ -32,11 +32,12 @@ func TestStatusOf(t *testing.T) {
 	}
 }
 
-// Inline picks only requests that touch nothing but the local store: reads
-// and writes without FUA; on a node in a cluster, only once its epoch is
-// complete and the VDI is known without asking etcd (placement is checked
-// for every request).
-func TestInlinePicksLocalRequests(t *testing.T) {
+// ServeInline serves only requests that touch nothing but the local
+// store: reads and writes without FUA; on a node in a cluster, only once
+// its epoch is complete and the VDI is known without asking etcd
+// (placement is checked for every request). What it declines it leaves
+// untouched, for a worker.
+func TestServeInlinePicksLocalRequests(t *testing.T) {
 	st, err := store.Open(t.TempDir(), store.Options{ObjectSize: proto.MinObjectSize})
 	if err != nil {
 		t.Fatal(err)
@@ -47,12 +48,24 @@ func TestInlinePicksLocalRequests(t *testing.T) {
 	req := func(op proto.Op, flags proto.Flags) *rpc.Request {
 		pr := proto.Request{Op: op, Flags: flags, Object: oid, Length: 512}
 		h, _ := pr.AppendBinary(nil)
-		return &rpc.Request{Header: h}
+		r := &rpc.Request{Header: h}
+		if op == proto.OpWrite {
+			r.Body = make([]byte, 512)
+		}
+		return r
 	}
 	check := func(what string, r *rpc.Request, want bool) {
 		t.Helper()
-		if got := s.Inline(r); got != want {
-			t.Errorf("%s: Inline = %v, want %v", what, got, want)
+		var resp rpc.Response
+		served, err := s.ServeInline(r, &resp)
+		if err != nil || served != want {
+			t.Errorf("%s: ServeInline = %v, %v; want %v, nil", what, served, err, want)
+		}
+		if !served && (resp.Header != nil || resp.Body != nil) {
+			t.Errorf("%s: declined, but the reply was filled in", what)
+		}
+		if served && len(resp.Header) != proto.ResponseSize {
+			t.Errorf("%s: served with a reply header of %d bytes", what, len(resp.Header))
 		}
 	}
 	check("read", req(proto.OpRead, 0), true)
@@ -70,6 +83,7 @@ func TestInlinePicksLocalRequests(t *testing.T) {
 	check("read, VDI unknown", req(proto.OpRead, 0), false)
 	check("write, VDI unknown", req(proto.OpWrite, 0), false)
 	r.vdis.table[oid.VDI()] = 3
+	// Served: the answer is an error reply (this recoverer has no epoch).
 	check("read, VDI known", req(proto.OpRead, 0), true)
 	check("write, VDI known", req(proto.OpWrite, 0), true)
 }

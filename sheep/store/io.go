@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -46,6 +47,22 @@ func (s *Store) addToIndex(oid proto.ObjectID) {
 // ReadAt fills p with the object's bytes at off. Ranges never written, and
 // objects that do not exist, read as zeros.
 func (s *Store) ReadAt(oid proto.ObjectID, p []byte, off int64) error {
+	return s.readAt(oid, p, off, false)
+}
+
+// ErrWouldWait is what ReadAtNoWait returns when the bytes are not all in
+// the page cache: the read would wait for the disk.
+var ErrWouldWait = errors.New("read would wait for the disk")
+
+// ReadAtNoWait is ReadAt for a caller that must not wait for the disk (a
+// connection's reader): it returns ErrWouldWait, having filled p only in
+// part, when the bytes are not in the page cache, or when the file system
+// cannot tell.
+func (s *Store) ReadAtNoWait(oid proto.ObjectID, p []byte, off int64) error {
+	return s.readAt(oid, p, off, true)
+}
+
+func (s *Store) readAt(oid proto.ObjectID, p []byte, off int64, nowait bool) error {
 	if err := s.checkRange(oid, off, len(p)); err != nil {
 		return err
 	}
@@ -65,7 +82,14 @@ func (s *Store) ReadAt(oid proto.ObjectID, p []byte, off int64) error {
 		return err
 	}
 	defer s.handles.release(h)
-	if err := preadFull(h.fd, p, off); err != nil {
+	read := preadFull
+	if nowait {
+		read = preadNoWait
+	}
+	if err := read(h.fd, p, off); err != nil {
+		if err == ErrWouldWait {
+			return err
+		}
 		return fmt.Errorf("read object %v at %d: %w", oid, off, err)
 	}
 	return nil
@@ -74,9 +98,37 @@ func (s *Store) ReadAt(oid proto.ObjectID, p []byte, off int64) error {
 // preadFull fills p from fd at off. Bytes past the file's end (a file
 // shorter than the object, say from an older writer) read as zeros, like
 // any hole.
-func preadFull(fd int, p []byte, off int64) error {
+func preadFull(fd int, p []byte, off int64) error { return preadLoop(fd, p, off, unix.Pread) }
+
+// preadNoWait is preadFull with RWF_NOWAIT: EAGAIN (not cached) and
+// EOPNOTSUPP (a file system that cannot tell) become ErrWouldWait.
+func preadNoWait(fd int, p []byte, off int64) error {
+	err := preadLoop(fd, p, off, preadv2NoWait)
+	if err == unix.EAGAIN || err == unix.EOPNOTSUPP {
+		return ErrWouldWait
+	}
+	return err
+}
+
+// preadv2NoWait is one preadv2(RWF_NOWAIT) into p, with its one iovec on
+// the stack (unix.Preadv2 allocates the iovec array).
+func preadv2NoWait(fd int, p []byte, off int64) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	iov := unix.Iovec{Base: &p[0]}
+	iov.SetLen(len(p))
+	n, _, e := unix.Syscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1,
+		uintptr(off), uintptr(off>>32), unix.RWF_NOWAIT)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+func preadLoop(fd int, p []byte, off int64, pread func(int, []byte, int64) (int, error)) error {
 	for done := 0; done < len(p); {
-		n, err := unix.Pread(fd, p[done:], off+int64(done))
+		n, err := pread(fd, p[done:], off+int64(done))
 		switch {
 		case err == unix.EINTR:
 			continue

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -568,4 +569,79 @@ func TestConcurrentFirstWrites(t *testing.T) {
 			t.Fatalf("object %v: %s", oid, msg)
 		}
 	}
+}
+
+// ReadAtNoWait reads what the page cache holds and reports ErrWouldWait,
+// not a disk read, for bytes it does not; ReadAt then reads them, and
+// afterwards ReadAtNoWait does too. Holes and absent objects never wait.
+func TestReadAtNoWaitOnlyFromThePageCache(t *testing.T) {
+	dir := t.TempDir()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC {
+		t.Skip("the test directory is in memory: every byte is cached")
+	}
+	s := openTest(t, dir)
+	defer s.Close()
+	buf := make([]byte, 64<<10)
+	if err := s.ReadAtNoWait(proto.NewObjectID(9, 9), buf, 0); err != nil {
+		t.Fatalf("absent object: %v", err)
+	}
+	oid := proto.NewObjectID(1, 1)
+	want := make([]byte, 64<<10)
+	rand.NewChaCha8([32]byte{3}).Read(want)
+	if err := s.WriteAt(oid, want, 128<<10, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReadAtNoWait(oid, buf, 128<<10); err != nil || !bytes.Equal(buf, want) {
+		t.Fatalf("just written (cached): err %v, bytes equal %v", err, bytes.Equal(buf, want))
+	}
+	// Write back and drop the object's pages from the page cache.
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(s.objectPath(oid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	if residentPages(t, f, 128<<10, 64<<10) > 0 {
+		t.Skip("the page cache kept the object's pages after FADV_DONTNEED")
+	}
+	if err := s.ReadAtNoWait(oid, buf, 128<<10); !errors.Is(err, ErrWouldWait) {
+		t.Fatalf("uncached read: %v, want ErrWouldWait", err)
+	}
+	clear(buf)
+	if err := s.ReadAt(oid, buf, 128<<10); err != nil || !bytes.Equal(buf, want) {
+		t.Fatalf("ReadAt after a declined read: err %v, bytes equal %v", err, bytes.Equal(buf, want))
+	}
+	clear(buf)
+	if err := s.ReadAtNoWait(oid, buf, 128<<10); err != nil || !bytes.Equal(buf, want) {
+		t.Fatalf("read again, now cached: err %v, bytes equal %v", err, bytes.Equal(buf, want))
+	}
+}
+
+// residentPages counts the pages of f's range [off, off+n) in the page
+// cache (mincore of a mapping; the mapping itself reads nothing).
+func residentPages(t *testing.T, f *os.File, off int64, n int) int {
+	t.Helper()
+	m, err := unix.Mmap(int(f.Fd()), off, n, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (n+os.Getpagesize()-1)/os.Getpagesize())
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(n), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		t.Fatal(e)
+	}
+	resident := 0
+	for _, v := range vec {
+		resident += int(v & 1)
+	}
+	return resident
 }

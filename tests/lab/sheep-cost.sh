@@ -117,11 +117,28 @@ idle() {
 # profile LABEL JOB DRIVER_PIDS SERVER_PIDS: with ./perf beside this script
 # (the host's perf and its libraries) and COST_PROFILE=1, 3 s of on-CPU
 # samples of each side during the job, the top symbols printed as PROFILE
-# lines.
+# lines; COST_PROFILE=system samples the whole guest instead.
 PERF_DIR=$PWD/perf
 perf() { LD_LIBRARY_PATH=$PERF_DIR/lib /lib64/ld-linux-x86-64.so.2 "$PERF_DIR/bin/perf" "$@"; }
 profile() {
-	[ "${COST_PROFILE:-0}" = 1 ] && [ -f "$PERF_DIR/bin/perf" ] || return 0
+	[ "${COST_PROFILE:-0}" != 0 ] && [ -f "$PERF_DIR/bin/perf" ] || return 0
+	if [ "$COST_PROFILE" = system ]; then
+		# The whole guest, kernel threads and fio included: what else a
+		# request costs (writeback, softirqs, the block layer).
+		perf record -e cpu-clock -F 499 -a -g -o "$WORK/system.data" -- sleep 1.5 >/dev/null 2>&1
+		perf report -i "$WORK/system.data" --stdio --no-children --sort comm,dso,sym -g none --percent-limit 0.7 2>/dev/null |
+			grep -v -e '^#' -e '^$' | head -n 60 | sed "s|^|PROFILE $1 $2 system: |"
+		perf report -i "$WORK/system.data" --stdio --no-children --sort comm -g none --percent-limit 0.5 2>/dev/null |
+			grep -v -e '^#' -e '^$' | head -n 20 | sed "s|^|PROFILE $1 $2 comm: |"
+		# The busiest call chains of the user-space processes, leaf
+		# first, folded to 12 frames.
+		perf script -i "$WORK/system.data" -F comm,ip,sym 2>/dev/null | awk '
+			NF == 0 { if (st != "" && c !~ /^(swapper|fio|kworker|ksoftirqd|rcu)/) n[c ": " st]++; st = ""; c = ""; k = 0; next }
+			c == "" { c = $1; next }
+			{ if (k < 12) st = st (st == "" ? "" : ";") $2; k++ }
+			END { for (s in n) printf "%d %s\n", n[s], s }' | sort -rn | head -n 25 | sed "s|^|STACK $1 $2: |"
+		return 0
+	fi
 	for _side in driver server; do
 		_pids=$3
 		[ $_side = server ] && _pids=$4
@@ -185,9 +202,10 @@ sheep_stop() {
 	CPID=
 }
 
-JOBS="randread 1 1
+# COST_JOBS: "rw iodepth numjobs" per line.
+JOBS=${COST_JOBS:-"randread 1 1
 randread 32 2
-randwrite 32 2"
+randwrite 32 2"}
 
 run_sheep() { # label ublkctl dog
 	sheep_start "$data/$1" "$2" "$3"
