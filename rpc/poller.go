@@ -116,10 +116,6 @@ func (pr *pollRead) read(rc syscall.RawConn, p []byte) (int, error) {
 }
 
 func (pr *pollRead) try(fd uintptr) bool {
-	for {
-		pr.n, pr.err = unix.Read(int(fd), pr.p)
-		if pr.err != unix.EINTR {
-			return true // never wait: the poller calls again
-		}
-	}
+	pr.n, pr.err = rawRead(fd, pr.p)
+	return true // never wait: the poller calls again
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // serverCall is one request being served, pooled with its buffer list.
@@ -55,6 +56,7 @@ func (call *serverCall) release() {
 type serverConn struct {
 	s      *Server
 	conn   net.Conn
+	rc     syscall.RawConn // conn's socket; nil for TLS
 	remote net.Addr
 	br     *bufio.Reader
 	hb     [frameHeaderSize]byte
@@ -74,14 +76,21 @@ type serverConn struct {
 }
 
 func newServerConn(s *Server, conn net.Conn) *serverConn {
-	return &serverConn{
+	sc := &serverConn{
 		s:        s,
 		conn:     conn,
 		remote:   conn.RemoteAddr(),
-		br:       bufio.NewReaderSize(conn, readBufferSize),
 		inFlight: make(chan struct{}, s.opts.MaxInFlightPerConn),
 		work:     make(chan *serverCall),
 	}
+	// A plain socket is read and written with raw system calls (see
+	// rawRead); TLS goes through its net.Conn.
+	var r io.Reader = conn
+	if sc.rc = rawConn(conn); sc.rc != nil {
+		r = newRawReader(sc.rc)
+	}
+	sc.br = bufio.NewReaderSize(r, readBufferSize)
+	return sc
 }
 
 func (sc *serverConn) serve() {
@@ -291,6 +300,7 @@ type replyWriter struct {
 	hdrs  []byte
 	iov   [][]byte
 	bufs  net.Buffers
+	vw    vecWriter
 }
 
 // writeBatchLocked writes the queued replies and releases them; it
@@ -324,7 +334,13 @@ func (sc *serverConn) writeBatchLocked() bool {
 			}
 		}
 		w.bufs = w.iov
-		if _, err := w.bufs.WriteTo(sc.conn); err != nil {
+		var err error
+		if sc.rc != nil {
+			err = w.vw.write(sc.rc, &w.bufs, true)
+		} else {
+			_, err = w.bufs.WriteTo(sc.conn)
+		}
+		if err != nil {
 			sc.broken = true
 			sc.s.log.Info().Err(err).Stringer("remote", sc.remote).Msg("rpc: reply write failed; closing connection")
 			sc.conn.Close() // the reader stops too

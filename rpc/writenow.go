@@ -64,7 +64,8 @@ func (v *vecWriter) try(fd uintptr) bool {
 			}
 		}
 		// advance leaves no empty buffer first, so iov is not empty.
-		n, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v.iov[0])), uintptr(len(v.iov)))
+		// Raw: on a non-blocking socket writev never blocks (see rawRead).
+		n, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v.iov[0])), uintptr(len(v.iov)))
 		switch {
 		case e == unix.EINTR:
 			continue

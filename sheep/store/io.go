@@ -111,14 +111,17 @@ func preadNoWait(fd int, p []byte, off int64) error {
 }
 
 // preadv2NoWait is one preadv2(RWF_NOWAIT) into p, with its one iovec on
-// the stack (unix.Preadv2 allocates the iovec array).
+// the stack (unix.Preadv2 allocates the iovec array). It never waits for
+// the disk, so it is a raw system call, which does not wake the runtime's
+// sysmon thread as syscall.Syscall does when the process was idle (see
+// rawRead in package rpc).
 func preadv2NoWait(fd int, p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	iov := unix.Iovec{Base: &p[0]}
 	iov.SetLen(len(p))
-	n, _, e := unix.Syscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1,
+	n, _, e := unix.RawSyscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1,
 		uintptr(off), uintptr(off>>32), unix.RWF_NOWAIT)
 	if e != 0 {
 		return 0, e
