@@ -13,7 +13,10 @@
 // Flush, and the objects directory if entries changed), or at once when it
 // was written with FUA. Reads of ranges never written, and of objects that
 // do not exist, return zeros. Open file descriptors are kept in a bounded
-// LRU cache so hot objects are not reopened per I/O.
+// LRU cache so hot objects are not reopened per I/O. ReadAtNoWait reads
+// only what the page cache holds (preadv2 RWF_NOWAIT) and says when a
+// read would wait for the disk, for a caller that must not wait (the
+// node's connection reader).
 //
 // For online recovery the store also keeps superseded copies: presence in
 // objects/ means "valid at the node's current epoch"; a copy that stops
