@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -282,4 +283,42 @@ func TestInlineBatchesAllAnswered(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A reply the reader serves inline is held back only while the next
+// request is wholly read: with half a frame behind it (its sender may not
+// send the rest yet), the reply goes out before the reader waits.
+func TestInlineReplyNotHeldBehindHalfAFrame(t *testing.T) {
+	ts := startServer(t, inlineChecksumHandler{}, ServerOptions{})
+	conn, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	first := rawFrame(flagRequest, 1, delayHeader(make([]byte, 12), 1, 0), []byte("first"))
+	second := rawFrame(flagRequest, 2, delayHeader(make([]byte, 12), 2, 0), []byte("second"))
+	readReply := func(wantID uint64) {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		hb := make([]byte, frameHeaderSize)
+		if _, err := io.ReadFull(conn, hb); err != nil {
+			t.Fatalf("reply %d: %v", wantID, err)
+		}
+		h, err := decodeFrameHeader(hb, frameLimits{}.withDefaults(), flagResponse)
+		if err != nil || h.id != wantID {
+			t.Fatalf("reply %+v, %v; want id %d", h, err, wantID)
+		}
+		if _, err := io.CopyN(io.Discard, conn, int64(h.headerLen+h.bodyLen)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first frame and 10 bytes of the second in one write.
+	if _, err := conn.Write(append(append([]byte{}, first...), second[:10]...)); err != nil {
+		t.Fatal(err)
+	}
+	readReply(1)
+	if _, err := conn.Write(second[10:]); err != nil {
+		t.Fatal(err)
+	}
+	readReply(2)
 }

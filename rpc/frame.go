@@ -11,6 +11,10 @@ const (
 	frameMagic      uint16 = 0x4253 // "SB" on the wire, little-endian
 	frameVersion    uint8  = 1
 	frameHeaderSize        = 24
+	// Where the u32 lengths of the service header and the body sit in
+	// the fixed header.
+	frameHeaderLenOffset = 16
+	frameBodyLenOffset   = 20
 
 	// DefaultMaxHeader bounds the service header of a frame.
 	DefaultMaxHeader = 64 << 10
@@ -72,8 +76,8 @@ func (h *frameHeader) encode(b []byte) {
 	b[3] = byte(h.flags)
 	binary.LittleEndian.PutUint32(b[4:], 0)
 	binary.LittleEndian.PutUint64(b[8:], h.id)
-	binary.LittleEndian.PutUint32(b[16:], h.headerLen)
-	binary.LittleEndian.PutUint32(b[20:], h.bodyLen)
+	binary.LittleEndian.PutUint32(b[frameHeaderLenOffset:], h.headerLen)
+	binary.LittleEndian.PutUint32(b[frameBodyLenOffset:], h.bodyLen)
 }
 
 // decodeFrameHeader parses and validates the fixed header in b. The flags
@@ -96,8 +100,8 @@ func decodeFrameHeader(b []byte, lim frameLimits, allowed ...frameFlags) (frameH
 	h := frameHeader{
 		flags:     frameFlags(b[3]),
 		id:        binary.LittleEndian.Uint64(b[8:]),
-		headerLen: binary.LittleEndian.Uint32(b[16:]),
-		bodyLen:   binary.LittleEndian.Uint32(b[20:]),
+		headerLen: binary.LittleEndian.Uint32(b[frameHeaderLenOffset:]),
+		bodyLen:   binary.LittleEndian.Uint32(b[frameBodyLenOffset:]),
 	}
 	ok := false
 	for _, f := range allowed {

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -145,8 +146,8 @@ func (sc *serverConn) readLoop() error {
 				return nil
 			}
 		}
-		if sc.br.Buffered() == 0 {
-			sc.flushHeld() // the reader is about to wait for the client
+		if !sc.nextBuffered() {
+			sc.flushHeld() // the reader may wait for the client
 		}
 		call, err := sc.readRequest()
 		if err != nil {
@@ -158,9 +159,9 @@ func (sc *serverConn) readLoop() error {
 			return err
 		}
 		// Served here if it can be without waiting, its reply held
-		// back while more requests are already buffered: one writev
+		// back while the next request is already read: one writev
 		// answers the batch.
-		if sc.s.inline != nil && sc.handle(call, true, sc.br.Buffered() > 0) {
+		if sc.s.inline != nil && sc.handle(call, true, sc.nextBuffered()) {
 			continue
 		}
 		sc.dispatch(call)
@@ -170,6 +171,21 @@ func (sc *serverConn) readLoop() error {
 // maxHeldReplies bounds the replies the reader holds back while it serves
 // a batch inline: the client gets the first ones while the rest are served.
 const maxHeldReplies = 16
+
+// nextBuffered reports whether the next request is wholly in the read
+// buffer, so the reader gets to it without waiting for the client: only
+// then may the replies it holds wait for it. (A malformed header counts as
+// not buffered; reading it fails, after the held replies went out.)
+func (sc *serverConn) nextBuffered() bool {
+	n := sc.br.Buffered()
+	if n < frameHeaderSize {
+		return false
+	}
+	hb, _ := sc.br.Peek(frameHeaderSize)
+	size := frameHeaderSize + uint64(binary.LittleEndian.Uint32(hb[frameHeaderLenOffset:])) +
+		uint64(binary.LittleEndian.Uint32(hb[frameBodyLenOffset:]))
+	return uint64(n) >= size
+}
 
 // flushHeld writes the replies the reader held back, unless a worker is
 // writing, which takes them with its own.

@@ -167,9 +167,8 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 	}
 	if opts.RPC.TimeoutResolution <= 0 {
 		// Calls time out after seconds (CallTimeout, at most IOTimeout):
-		// finding that 50 ms late is fine, and the deadline scanner of
-		// every node's client, which ticks while I/O is in flight, then
-		// wakes the daemon 20 times a second instead of 100.
+		// finding that 50 ms late is fine, and no node client's deadline
+		// scanner then wakes the daemon more than 20 times a second.
 		opts.RPC.TimeoutResolution = 50 * time.Millisecond
 	}
 	vdi, err := opts.Cluster.VDI(ctx, opts.VDI)
