@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"io"
 	"testing"
 )
 
@@ -45,31 +47,44 @@ func FuzzFrameHeader(f *testing.F) {
 
 // The server's request reader, fed arbitrary bytes, returns requests within
 // the limits and then an error; it never panics or reads past its bounds.
+// (Twice: through a tiny read buffer, and through one that holds whole
+// frames, where nextBuffered's "the next request is read" must hold: such
+// a request is never truncated.)
 func FuzzReadFrame(f *testing.F) {
 	addFrameSeeds(f, flagRequest)
 	srv := NewServer(checksumHandler{}, ServerOptions{MaxHeader: fuzzLimits.maxHeader, MaxBody: fuzzLimits.maxBody})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		sc := &serverConn{s: srv, br: bufio.NewReaderSize(bytes.NewReader(data), 16)}
-		consumed := 0
-		for {
-			call, err := sc.readRequest()
-			if err != nil {
-				break
-			}
-			if len(call.req.Header) > fuzzLimits.maxHeader || len(call.req.Body) > fuzzLimits.maxBody {
-				t.Fatalf("request %d/%d bytes beyond limits", len(call.req.Header), len(call.req.Body))
-			}
-			// The payload is exactly what followed the frame header.
-			off := consumed + frameHeaderSize
-			want := data[off : off+len(call.req.Header)+len(call.req.Body)]
-			got := append(append([]byte{}, call.req.Header...), call.req.Body...)
-			if !bytes.Equal(got, want) {
-				t.Fatalf("payload mismatch")
-			}
-			consumed = off + len(want)
-			call.release()
+		for _, bufSize := range []int{16, 4096} {
+			readFrames(t, srv, data, bufSize)
 		}
 	})
+}
+
+func readFrames(t *testing.T, srv *Server, data []byte, bufSize int) {
+	sc := &serverConn{s: srv, br: bufio.NewReaderSize(bytes.NewReader(data), bufSize)}
+	consumed := 0
+	for {
+		buffered := sc.nextBuffered()
+		call, err := sc.readRequest()
+		if buffered && errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("nextBuffered said the next request was read, but it is truncated: %v", err)
+		}
+		if err != nil {
+			break
+		}
+		if len(call.req.Header) > fuzzLimits.maxHeader || len(call.req.Body) > fuzzLimits.maxBody {
+			t.Fatalf("request %d/%d bytes beyond limits", len(call.req.Header), len(call.req.Body))
+		}
+		// The payload is exactly what followed the frame header.
+		off := consumed + frameHeaderSize
+		want := data[off : off+len(call.req.Header)+len(call.req.Body)]
+		got := append(append([]byte{}, call.req.Header...), call.req.Body...)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("payload mismatch")
+		}
+		consumed = off + len(want)
+		call.release()
+	}
 }
 
 // The client's reply reader, fed arbitrary bytes while calls are pending,
