@@ -86,11 +86,11 @@ func (checksumHandler) ServeRPC(ctx context.Context, req *Request, resp *Respons
 // no delay on the connection's reader (InlineHandler).
 type inlineChecksumHandler struct{ checksumHandler }
 
-func (h inlineChecksumHandler) ServeInline(req *Request, resp *Response) (bool, error) {
+func (h inlineChecksumHandler) ServeInline(ctx context.Context, req *Request, resp *Response) (bool, error) {
 	if len(req.Header) >= 12 && binary.LittleEndian.Uint32(req.Header[8:]) != 0 {
 		return false, nil
 	}
-	return true, h.ServeRPC(context.Background(), req, resp)
+	return true, h.ServeRPC(ctx, req, resp)
 }
 
 // checkReply verifies a checksumHandler reply to call.

@@ -44,7 +44,7 @@ type InlineHandler interface {
 	// ServeInline serves req as ServeRPC would, if it can without
 	// waiting. served false means it did nothing that counts (resp is
 	// reset) and a worker serves the request with ServeRPC instead.
-	ServeInline(req *Request, resp *Response) (served bool, err error)
+	ServeInline(ctx context.Context, req *Request, resp *Response) (served bool, err error)
 }
 
 // HandlerFunc adapts a function to Handler.

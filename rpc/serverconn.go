@@ -305,7 +305,7 @@ func (sc *serverConn) callHandler(call *serverCall, inline bool) (served bool, e
 		}
 	}()
 	if inline {
-		return sc.s.inline.ServeInline(&call.req, &call.resp)
+		return sc.s.inline.ServeInline(sc.s.ctx, &call.req, &call.resp)
 	}
 	return true, sc.s.h.ServeRPC(sc.s.ctx, &call.req, &call.resp)
 }

@@ -85,7 +85,7 @@ func (s *Service) ServeRPC(ctx context.Context, req *rpc.Request, resp *rpc.Resp
 // no etcd lookup (recoverer.quick). A read that would wait for the disk,
 // FUA writes (an fdatasync), flushes, recovery reads and listings go to
 // workers.
-func (s *Service) ServeInline(req *rpc.Request, resp *rpc.Response) (bool, error) {
+func (s *Service) ServeInline(ctx context.Context, req *rpc.Request, resp *rpc.Response) (bool, error) {
 	var r proto.Request
 	if r.UnmarshalBinary(req.Header) != nil {
 		return false, nil // ServeRPC answers it, from a worker
@@ -96,7 +96,7 @@ func (s *Service) ServeInline(req *rpc.Request, resp *rpc.Response) (bool, error
 	if epochs := s.epochs.Load(); epochs != nil && !epochs.quick(r.Object) {
 		return false, nil
 	}
-	return s.handle(context.Background(), req, resp, true), nil
+	return s.handle(ctx, req, resp, true), nil
 }
 
 // handle serves req into resp; with nowait it serves nothing, and reports

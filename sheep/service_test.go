@@ -1,6 +1,7 @@
 package sheep
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"testing"
@@ -57,7 +58,7 @@ func TestServeInlinePicksLocalRequests(t *testing.T) {
 	check := func(what string, r *rpc.Request, want bool) {
 		t.Helper()
 		var resp rpc.Response
-		served, err := s.ServeInline(r, &resp)
+		served, err := s.ServeInline(context.Background(), r, &resp)
 		if err != nil || served != want {
 			t.Errorf("%s: ServeInline = %v, %v; want %v, nil", what, served, err, want)
 		}
