@@ -209,13 +209,7 @@ func TestInlineRequestsNeedNoWorker(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			ts.mu.Lock()
-			workers := 0
-			for sc := range ts.conns {
-				workers += int(sc.workers.Load())
-			}
-			ts.mu.Unlock()
-			if got := workers > 0; got != tc.wantWorkers {
+			if workers := ts.workers(); (workers > 0) != tc.wantWorkers {
 				t.Fatalf("%d worker goroutines after 50 lone requests; want workers: %v", workers, tc.wantWorkers)
 			}
 		})
@@ -272,13 +266,7 @@ func TestInlineBatchesAllAnswered(t *testing.T) {
 			for err := range errs {
 				t.Fatal(err)
 			}
-			ts.mu.Lock()
-			workers := 0
-			for sc := range ts.conns {
-				workers += int(sc.workers.Load())
-			}
-			ts.mu.Unlock()
-			if got := workers > 0; got != tc.wantWorkers {
+			if workers := ts.workers(); (workers > 0) != tc.wantWorkers {
 				t.Fatalf("%d worker goroutines after %d batches; want workers: %v", workers, batches, tc.wantWorkers)
 			}
 		})

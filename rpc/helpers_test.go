@@ -44,6 +44,17 @@ func serveOn(t testing.TB, l net.Listener, h Handler, opts ServerOptions) *testS
 	return ts
 }
 
+// workers counts the worker goroutines the server's connections started.
+func (ts *testServer) workers() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	n := 0
+	for sc := range ts.conns {
+		n += int(sc.workers.Load())
+	}
+	return n
+}
+
 func newTestClient(t testing.TB, addr string, opts ClientOptions) *Client {
 	t.Helper()
 	if opts.Logger.GetLevel() == zerolog.DebugLevel {
