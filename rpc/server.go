@@ -34,8 +34,8 @@ type Handler interface {
 // connection's reader goroutine itself: no hand-off to a worker goroutine,
 // which on a small machine is most of what such a request costs. The
 // reader serves a batch of them in a row, holding their replies back (up
-// to maxHeldReplies) until it has read all the client sent, so one writev
-// answers the batch. While an inline request runs the connection reads
+// to maxHeldReplies) while the next request is already wholly read, so one
+// writev answers the batch. While an inline request runs the connection reads
 // nothing more, so ServeInline must serve only what it can without
 // waiting: data in the page cache, not a disk read, the network, a lock
 // held across such a wait, or an fsync.
