@@ -192,12 +192,18 @@ func (sc *serverConn) nextBuffered() bool {
 func (sc *serverConn) flushHeld() {
 	sc.mu.Lock()
 	if !sc.writing {
-		sc.writing = true
-		for sc.writeBatchLocked() {
-		}
-		sc.writing = false
+		sc.writeRepliesLocked()
 	}
 	sc.mu.Unlock()
+}
+
+// writeRepliesLocked makes the caller the writer until no reply is queued.
+// It is called with sc.mu held and sc.writing unset.
+func (sc *serverConn) writeRepliesLocked() {
+	sc.writing = true
+	for sc.writeBatchLocked() {
+	}
+	sc.writing = false
 }
 
 // readRequest reads one request frame into pooled buffers. Lengths are
@@ -287,10 +293,7 @@ func (sc *serverConn) handle(call *serverCall, inline, hold bool) bool {
 		sc.mu.Unlock() // the writing worker, or the reader, takes it later
 		return true
 	}
-	sc.writing = true
-	for sc.writeBatchLocked() {
-	}
-	sc.writing = false
+	sc.writeRepliesLocked()
 	sc.mu.Unlock()
 	return true
 }
