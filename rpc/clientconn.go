@@ -66,7 +66,7 @@ type session struct {
 	// reader parses the replies, on the session's reader goroutine or on
 	// a Poller's thread (never both: see poller.go).
 	reader   *replyReader
-	pollRead pollRead      // the Poller's reads
+	pollRead rawReader     // the Poller's reads
 	wake     chan struct{} // capacity 1: the send queue is not empty
 	dead     chan struct{} // closed when the session is dropped
 

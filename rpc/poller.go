@@ -3,7 +3,6 @@ package rpc
 import (
 	"io"
 	"os"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -70,7 +69,7 @@ func (cc *clientConn) readReady(s *session, ok bool) bool {
 	}
 	r := s.reader
 	for {
-		n, err := s.pollRead.read(s.raw, r.next())
+		n, err := s.pollRead.read(s.raw, r.next(), false) // never wait: the poller calls again
 		switch {
 		case err == unix.EAGAIN:
 			return true
@@ -89,33 +88,4 @@ func (cc *clientConn) readReady(s *session, ok bool) bool {
 			return false
 		}
 	}
-}
-
-// pollRead reads a socket for a Poller without waiting. Its state and the
-// function it hands the RawConn are made once per session, so a wakeup
-// allocates nothing.
-type pollRead struct {
-	p   []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool
-}
-
-// read reads what the socket holds into p: unix.EAGAIN if nothing.
-func (pr *pollRead) read(rc syscall.RawConn, p []byte) (int, error) {
-	if pr.fn == nil {
-		pr.fn = pr.try
-	}
-	pr.p = p
-	err := rc.Read(pr.fn)
-	pr.p = nil
-	if err != nil {
-		return 0, err // the connection was closed
-	}
-	return pr.n, pr.err
-}
-
-func (pr *pollRead) try(fd uintptr) bool {
-	pr.n, pr.err = rawRead(fd, pr.p)
-	return true // never wait: the poller calls again
 }

@@ -31,44 +31,54 @@ func rawRead(fd uintptr, p []byte) (int, error) {
 	}
 }
 
-// rawReader is an io.Reader of a socket that reads with rawRead through
-// its RawConn, which waits in the netpoller while the socket is empty (and
-// honours the connection's read deadline). Its state and the function it
-// hands the RawConn are made once, so a read allocates nothing.
+// rawReader reads a socket with rawRead through its RawConn. A Poller's
+// thread reads without waiting (read, wait false: unix.EAGAIN when the
+// socket is empty); as an io.Reader (Read, over rc) it waits in the
+// netpoller, honouring the connection's read deadline. Its state and the
+// function it hands the RawConn are made once, so a read allocates
+// nothing.
 type rawReader struct {
-	rc  syscall.RawConn
-	p   []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool
+	rc   syscall.RawConn // Read's socket
+	p    []byte
+	n    int
+	err  error
+	wait bool
+	fn   func(fd uintptr) bool
 }
 
-func newRawReader(rc syscall.RawConn) *rawReader {
-	r := &rawReader{rc: rc}
-	r.fn = r.try
-	return r
+// read reads what rc's socket holds into p, once. Its error is the read's
+// errno as it is, or the RawConn's (the connection closed, the deadline
+// passed).
+func (r *rawReader) read(rc syscall.RawConn, p []byte, wait bool) (int, error) {
+	if r.fn == nil {
+		r.fn = r.try
+	}
+	r.p, r.wait, r.n, r.err = p, wait, 0, nil
+	err := rc.Read(r.fn)
+	r.p = nil
+	if err != nil {
+		return 0, err
+	}
+	return r.n, r.err
 }
 
 func (r *rawReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	r.p, r.n, r.err = p, 0, nil
-	err := r.rc.Read(r.fn)
-	r.p = nil
-	switch {
-	case err != nil:
-		return 0, err // closed, or the read deadline passed
-	case r.err != nil:
-		return 0, os.NewSyscallError("read", r.err)
-	case r.n == 0:
+	n, err := r.read(r.rc, p, true)
+	if errno, ok := err.(unix.Errno); ok {
+		return 0, os.NewSyscallError("read", errno)
+	}
+	if err == nil && n == 0 {
 		return 0, io.EOF
 	}
-	return r.n, nil
+	return n, err
 }
 
-// try reads once; false (wait for the socket) when it is empty.
+// try reads once; false (let the RawConn wait) only when waiting and the
+// socket is empty.
 func (r *rawReader) try(fd uintptr) bool {
 	r.n, r.err = rawRead(fd, r.p)
-	return r.err != unix.EAGAIN
+	return !r.wait || r.err != unix.EAGAIN
 }

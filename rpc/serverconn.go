@@ -88,7 +88,7 @@ func newServerConn(s *Server, conn net.Conn) *serverConn {
 	// rawRead); TLS goes through its net.Conn.
 	var r io.Reader = conn
 	if sc.rc = rawConn(conn); sc.rc != nil {
-		r = newRawReader(sc.rc)
+		r = &rawReader{rc: sc.rc}
 	}
 	sc.br = bufio.NewReaderSize(r, readBufferSize)
 	return sc
