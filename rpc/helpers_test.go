@@ -7,6 +7,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,8 +34,15 @@ func startServer(t testing.TB, h Handler, opts ServerOptions) *testServer {
 	return serveOn(t, l, h, opts)
 }
 
+// detachAllReaders makes every test server detach its readers
+// (TestDetachedReaders).
+var detachAllReaders atomic.Bool
+
 func serveOn(t testing.TB, l net.Listener, h Handler, opts ServerOptions) *testServer {
 	t.Helper()
+	if detachAllReaders.Load() {
+		opts.DetachReaders = true
+	}
 	if opts.Logger.GetLevel() == zerolog.DebugLevel { // zero value: use the test log
 		opts.Logger = testLogger(t)
 	}
@@ -42,6 +50,19 @@ func serveOn(t testing.TB, l net.Listener, h Handler, opts ServerOptions) *testS
 	go func() { ts.served <- ts.Serve(l) }()
 	t.Cleanup(func() { ts.Close() })
 	return ts
+}
+
+// detached counts the server's connections whose reader waits in poll(2).
+func (ts *testServer) detached() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	n := 0
+	for sc := range ts.conns {
+		if sc.detached {
+			n++
+		}
+	}
+	return n
 }
 
 // workers counts the worker goroutines the server's connections started.

@@ -69,7 +69,8 @@ func (cc *clientConn) readReady(s *session, ok bool) bool {
 	}
 	r := s.reader
 	for {
-		n, err := s.pollRead.read(s.raw, r.next(), false) // never wait: the poller calls again
+		p := r.next()
+		n, err := s.pollRead.read(s.raw, p, false) // never wait: the poller calls again
 		switch {
 		case err == unix.EAGAIN:
 			return true
@@ -77,7 +78,13 @@ func (cc *clientConn) readReady(s *session, ok bool) bool {
 			err = io.EOF
 		case err == nil:
 			s.lastRecv.Store(time.Now().UnixNano())
-			err = r.got(n)
+			if err = r.got(n); err == nil && n < len(p) {
+				// A stream socket's read takes all it holds up to
+				// len(p), so a short one emptied it: the next read
+				// would only say EAGAIN. The poll, armed again, reports
+				// what comes after (at once if some came meanwhile).
+				return true
+			}
 		}
 		if err != nil {
 			if errno, isErrno := err.(unix.Errno); isErrno {

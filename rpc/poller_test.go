@@ -110,3 +110,43 @@ func TestPollerReadsWithoutAllocating(t *testing.T) {
 		t.Fatalf("%.2f allocations per call with a poller reading the replies, want 0", n)
 	}
 }
+
+// A poller's thread reads a lone reply with one system call: the short
+// read that took it emptied the socket, so no read is spent learning that
+// the socket is empty (EAGAIN). At queue depth 1 that was every other
+// read of the daemon's queue thread.
+func TestPollerOneReadPerLoneReply(t *testing.T) {
+	ts := startServer(t, checksumHandler{}, ServerOptions{})
+	c := newTestClient(t, ts.addr, ClientOptions{Conns: 1})
+	p := pollertest.New(t)
+	c.SetPoller(p)
+	call := &Call{ReqHeader: make([]byte, 12), ReqBody: make([]byte, 4096),
+		RespHeader: make([]byte, 12), RespBody: make([]byte, 4096)}
+	do := func() {
+		call.RespHeader, call.RespBody = call.RespHeader[:12], call.RespBody[:4096]
+		if err := c.Do(context.Background(), call); err != nil {
+			t.Fatal(err)
+		}
+		if err := checkReply(call); err != nil {
+			t.Fatal(err)
+		}
+	}
+	do()
+	cc := c.conns[0]
+	cc.mu.Lock()
+	s := cc.sess
+	cc.mu.Unlock()
+	if s == nil || p.Watched.Load() != 1 {
+		t.Fatalf("no session the poller reads (watched %d)", p.Watched.Load())
+	}
+	before := s.pollRead.reads.Load()
+	const calls = 200
+	for range calls {
+		do()
+	}
+	// A reply split over two reads is possible (it is 4 KiB and more on
+	// loopback); a read per reply plus an EAGAIN read each is not.
+	if reads := s.pollRead.reads.Load() - before; reads > calls*5/4 {
+		t.Fatalf("%d reads for %d lone replies, want about one each", reads, calls)
+	}
+}

@@ -3,6 +3,7 @@ package rpc
 import (
 	"io"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -44,6 +45,10 @@ type rawReader struct {
 	err  error
 	wait bool
 	fn   func(fd uintptr) bool
+	// reads counts the system calls made, for the tests that check a
+	// reply costs one (atomic: a test reads it while a poller may read
+	// the socket).
+	reads atomic.Uint64
 }
 
 // read reads what rc's socket holds into p, once. Its error is the read's
@@ -79,6 +84,7 @@ func (r *rawReader) Read(p []byte) (int, error) {
 // try reads once; false (let the RawConn wait) only when waiting and the
 // socket is empty.
 func (r *rawReader) try(fd uintptr) bool {
+	r.reads.Add(1)
 	r.n, r.err = rawRead(fd, r.p)
 	return !r.wait || r.err != unix.EAGAIN
 }

@@ -114,6 +114,15 @@ type ServerOptions struct {
 	// (default DefaultMaxHandshakes); connections beyond it are closed at
 	// once.
 	MaxHandshakes int
+	// DetachReaders reads plain TCP connections on threads of their own:
+	// after the handshake such a connection leaves the Go netpoller, and
+	// its reader waits for requests in poll(2), so a request that arrives
+	// wakes that thread straight into the reader, with no trip through
+	// the scheduler (measured on the sheep node: a third of the CPU per
+	// 4 KiB write). A reader waiting in a system call keeps a P, so at
+	// most GOMAXPROCS-1 connections of the process are read this way, the
+	// first to come; the rest stay in the netpoller.
+	DetachReaders bool
 
 	authRand io.Reader // handshake nonces in tests; crypto/rand otherwise
 }

@@ -8,9 +8,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // serverCall is one request being served, pooled with its buffer list.
@@ -60,7 +62,10 @@ type serverConn struct {
 	rc     syscall.RawConn // conn's socket; nil for TLS
 	remote net.Addr
 	br     *bufio.Reader
+	rr     *rawReader // br's source for a plain socket
 	hb     [frameHeaderSize]byte
+
+	detached bool // the reader waits in poll(2) (ServerOptions.DetachReaders)
 
 	handshake bool // TLS and/or authentication run before the first frame
 
@@ -88,7 +93,8 @@ func newServerConn(s *Server, conn net.Conn) *serverConn {
 	// rawRead); TLS goes through its net.Conn.
 	var r io.Reader = conn
 	if sc.rc = rawConn(conn); sc.rc != nil {
-		r = &rawReader{rc: sc.rc}
+		sc.rr = &rawReader{rc: sc.rc}
+		r = sc.rr
 	}
 	sc.br = bufio.NewReaderSize(r, readBufferSize)
 	return sc
@@ -105,6 +111,9 @@ func (sc *serverConn) serve() {
 			return
 		}
 	}
+	if sc.s.opts.DetachReaders {
+		sc.detachReader()
+	}
 	if err := sc.readLoop(); err != nil {
 		sc.logReadError(err)
 	}
@@ -116,6 +125,64 @@ func (sc *serverConn) serve() {
 	close(sc.work)
 	sc.workerWG.Wait()
 	sc.conn.Close()
+	if sc.detached {
+		detachedReaders.Add(-1)
+	}
+}
+
+// detachedReaders counts the process's connections whose reader waits in
+// poll(2) (ServerOptions.DetachReaders).
+var detachedReaders atomic.Int32
+
+// maxDetachedReaders is how many connections may be read that way: each
+// reader waiting in poll(2) keeps a P, and one P stays for the rest of
+// the process (its workers, timers, other connections). The tests raise
+// it with detachedReadersLimit, to run every connection detached.
+func maxDetachedReaders() int32 {
+	if n := detachedReadersLimit.Load(); n > 0 {
+		return n
+	}
+	return int32(max(runtime.GOMAXPROCS(0)-1, 1))
+}
+
+var detachedReadersLimit atomic.Int32
+
+// detachReader takes a plain TCP connection out of the netpoller, if the
+// process has room for one more such reader (see DetachReaders). It runs
+// before the first request is read: nothing is buffered yet, and no
+// worker writes.
+func (sc *serverConn) detachReader() {
+	if sc.rr == nil {
+		return
+	}
+	for {
+		n := detachedReaders.Load()
+		if n >= maxDetachedReaders() {
+			return
+		}
+		if detachedReaders.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
+	// Under the server's lock: Shutdown and Close reach the connection
+	// through sc.conn.
+	s := sc.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var so *socket
+	var err error
+	if !s.stopping {
+		so, err = detach(sc.conn)
+	}
+	if so == nil {
+		detachedReaders.Add(-1)
+		if err != nil {
+			s.log.Debug().Err(err).Stringer("remote", sc.remote).Msg("rpc: connection stays in the netpoller")
+		}
+		return
+	}
+	sc.conn, sc.rc, sc.detached = so, socketRaw{so}, true
+	sc.rr.rc = sc.rc
 }
 
 func (sc *serverConn) logReadError(err error) {
@@ -133,7 +200,19 @@ func (sc *serverConn) logReadError(err error) {
 // readLoop reads requests and hands them to workers. It returns nil when the
 // server is stopping (graceful), or the error that ended the connection.
 func (sc *serverConn) readLoop() error {
+	lastYield := time.Now()
 	for {
+		if sc.detached {
+			// A detached reader waits in a system call, never in the
+			// scheduler: it yields now and then, or the runtime counts
+			// it as running too long and takes its P on every tick of
+			// sysmon (the ublk queue thread does the same, see
+			// ublk/queue.go).
+			if now := time.Now(); now.Sub(lastYield) >= detachedYieldEvery {
+				runtime.Gosched()
+				lastYield = now
+			}
+		}
 		select {
 		case sc.inFlight <- struct{}{}:
 		default:
@@ -167,6 +246,10 @@ func (sc *serverConn) readLoop() error {
 		sc.dispatch(call)
 	}
 }
+
+// detachedYieldEvery is how often a detached reader yields: under the
+// runtime's 10 ms forced-preemption limit.
+const detachedYieldEvery = 8 * time.Millisecond
 
 // maxHeldReplies bounds the replies the reader holds back while it serves
 // a batch inline: the client gets the first ones while the rest are served.

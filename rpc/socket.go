@@ -21,11 +21,12 @@ import (
 // must wait on a socket (the writer when the socket is full, a reader
 // after the poller stopped) waits in poll(2) instead.
 type socket struct {
-	fd     int
-	mu     sync.RWMutex // held shared by each system call on fd, exclusively to close it
-	closed atomic.Bool
-	local  net.Addr
-	remote net.Addr
+	fd          int
+	mu          sync.RWMutex // held shared by each system call on fd, exclusively to close it
+	closed      atomic.Bool
+	readStopped atomic.Bool // SetReadDeadline passed: reads fail, writes go on
+	local       net.Addr
+	remote      net.Addr
 }
 
 // detach takes conn's socket out of the netpoller: it keeps a duplicate of
@@ -61,6 +62,9 @@ func (s *socket) await(events int16, try func(fd uintptr) bool) error {
 	for {
 		if s.closed.Load() {
 			return net.ErrClosed
+		}
+		if events&unix.POLLIN != 0 && s.readStopped.Load() {
+			return os.ErrDeadlineExceeded
 		}
 		if try(uintptr(s.fd)) {
 			return nil
@@ -115,12 +119,27 @@ func (s *socket) Close() error {
 func (s *socket) LocalAddr() net.Addr  { return s.local }
 func (s *socket) RemoteAddr() net.Addr { return s.remote }
 
-var errNoDeadlines = errors.New("rpc: a detached socket has no deadlines")
+var errNoDeadlines = errors.New("rpc: a detached socket has no deadlines but a read deadline already passed")
 
 // Deadlines are not needed after the handshake: calls carry their own and
-// stall detection closes the socket.
+// stall detection closes the socket. The one exception is what a server's
+// Shutdown does to wake its readers, a read deadline that has passed:
+// reads then fail with os.ErrDeadlineExceeded, and a reader waiting in
+// poll(2) is woken by shutting the socket's read side, while replies can
+// still be written.
+func (s *socket) SetReadDeadline(t time.Time) error {
+	if t.IsZero() || t.After(time.Now()) {
+		return errNoDeadlines
+	}
+	s.readStopped.Store(true)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed.Load() {
+		return net.ErrClosed
+	}
+	return os.NewSyscallError("shutdown", unix.Shutdown(s.fd, unix.SHUT_RD))
+}
 func (s *socket) SetDeadline(time.Time) error      { return errNoDeadlines }
-func (s *socket) SetReadDeadline(time.Time) error  { return errNoDeadlines }
 func (s *socket) SetWriteDeadline(time.Time) error { return errNoDeadlines }
 
 // SyscallConn makes socket a syscall.Conn, for rawConn.

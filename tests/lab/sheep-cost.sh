@@ -17,6 +17,10 @@ need_ublkctl
 [ -x "$DOG" ] || skip "dog is not in the image"
 [ -b /dev/nbd0 ] && [ -x /usr/bin/nbd-server ] || skip "no nbd in this image"
 
+# What a system call costs depends on these (page-table isolation flushes
+# the emulated TLB on every one).
+echo "CPU meltdown: $(cat /sys/devices/system/cpu/vulnerabilities/meltdown 2>/dev/null); spectre_v2: $(cat /sys/devices/system/cpu/vulnerabilities/spectre_v2 2>/dev/null)"
+
 RUNTIME=${COST_RUNTIME:-5}
 RAMP=2
 SIZE_MB=256
@@ -115,49 +119,91 @@ idle() {
 }
 
 # profile LABEL JOB DRIVER_PIDS SERVER_PIDS: with ./perf beside this script
-# (the host's perf and its libraries) and COST_PROFILE=1, 3 s of on-CPU
-# samples of each side during the job, the top symbols printed as PROFILE
-# lines; COST_PROFILE=system samples the whole guest instead.
+# (the host's perf and its libraries), records 1.5 s of each side during
+# the job for every mode COST_PROFILE names (each mode takes its own 1.5 s:
+# give COST_RUNTIME room):
+#   cpu (or 1)  on-CPU samples, the top symbols as PROFILE lines;
+#   system      the whole guest, kernel threads and fio included, with the
+#               busiest call chains of the user-space processes;
+#   switches    where the threads block: the call chain of every switch-out;
+#   wakeups     which threads the side's threads wake, and from where;
+#   syscalls    the system calls per second of each thread, by number.
 PERF_DIR=$PWD/perf
 perf() { LD_LIBRARY_PATH=$PERF_DIR/lib /lib64/ld-linux-x86-64.so.2 "$PERF_DIR/bin/perf" "$@"; }
 profile() {
 	[ "${COST_PROFILE:-0}" != 0 ] && [ -f "$PERF_DIR/bin/perf" ] || return 0
-	if [ "$COST_PROFILE" = system ]; then
-		# The whole guest, kernel threads and fio included: what else a
-		# request costs (writeback, softirqs, the block layer).
-		perf record -e cpu-clock -F 499 -a -g -o "$WORK/system.data" -- sleep 1.5 >/dev/null 2>&1
-		perf report -i "$WORK/system.data" --stdio --no-children --sort comm,dso,sym -g none --percent-limit 0.7 2>/dev/null |
-			grep -v -e '^#' -e '^$' | head -n 60 | sed "s|^|PROFILE $1 $2 system: |"
-		perf report -i "$WORK/system.data" --stdio --no-children --sort comm -g none --percent-limit 0.5 2>/dev/null |
-			grep -v -e '^#' -e '^$' | head -n 20 | sed "s|^|PROFILE $1 $2 comm: |"
-		# The busiest call chains of the user-space processes, leaf
-		# first, folded to 12 frames.
-		perf script -i "$WORK/system.data" -F comm,ip,sym 2>/dev/null | awk '
-			NF == 0 { if (st != "" && c !~ /^(swapper|fio|kworker|ksoftirqd|rcu)/) n[c ": " st]++; st = ""; c = ""; k = 0; next }
-			c == "" { c = $1; next }
-			{ if (k < 12) st = st (st == "" ? "" : ";") $2; k++ }
-			END { for (s in n) printf "%d %s\n", n[s], s }' | sort -rn | head -n 25 | sed "s|^|STACK $1 $2: |"
-		return 0
-	fi
-	for _side in driver server; do
-		_pids=$3
-		[ $_side = server ] && _pids=$4
-		[ -n "$_pids" ] || continue
-		if [ "${COST_PROFILE_SWITCHES:-0}" = 1 ]; then
-			# Where the threads block: the user-space call chains of
-			# every switch-out, folded, most frequent first.
-			mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
-			perf record -e sched:sched_switch -g -p "$(echo $_pids | tr ' ' ',')" -o "$WORK/$_side.data" -- sleep 1.5 >/dev/null 2>&1
-			perf script -i "$WORK/$_side.data" -F ip,sym 2>/dev/null | awk '
-				NF == 0 { if (st != "") n[st]++; st = ""; k = 0; next }
-				{ if (k < 16) st = st (st == "" ? "" : ";") $2; k++ }
-				END { for (s in n) printf "%d %s\n", n[s], s }' | sort -rn | head -n 10 | sed "s|^|SWITCHES $1 $2 $_side: |"
+	mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+	for _mode in $COST_PROFILE; do
+		[ "$_mode" = 1 ] && _mode=cpu
+		case $_mode in
+		cpu | system | switches | wakeups | syscalls) ;;
+		*) fail "COST_PROFILE: unknown mode $_mode (cpu, system, switches, wakeups, syscalls)" ;;
+		esac
+		if [ "$_mode" = system ]; then
+			profile_system "$1" "$2"
 			continue
 		fi
-		perf record -e cpu-clock -F 499 -g -p "$(echo $_pids | tr ' ' ',')" -o "$WORK/$_side.data" -- sleep 1.5 >/dev/null 2>&1
-		perf report -i "$WORK/$_side.data" --stdio --no-children --sort dso,sym -g none --percent-limit 1.5 2>/dev/null |
-			grep -v -e '^#' -e '^$' | head -n 25 | sed "s|^|PROFILE $1 $2 $_side: |"
+		for _side in driver server; do
+			_pids=$3
+			[ $_side = server ] && _pids=$4
+			[ -n "$_pids" ] && profile_$_mode "$1 $2 $_side" "$(echo $_pids | tr ' ' ',')" "$WORK/$_side.data"
+		done
 	done
+}
+
+# profile_MODE "LABEL JOB SIDE" PIDS DATAFILE: one mode of profile.
+profile_cpu() {
+	perf record -e cpu-clock -F 499 -g -p "$2" -o "$3" -- sleep 1.5 >/dev/null 2>&1
+	perf report -i "$3" --stdio --no-children --sort dso,sym -g none --percent-limit 1.5 2>/dev/null |
+		grep -v -e '^#' -e '^$' | head -n 25 | sed "s|^|PROFILE $1: |"
+	# The same by thread: which threads burn the CPU, and on what.
+	perf report -i "$3" --stdio --no-children --sort tid,sym -g none --percent-limit 1 2>/dev/null |
+		grep -v -e '^#' -e '^$' | head -n 30 | sed "s|^|PROFILE-TID $1: |"
+}
+profile_switches() {
+	# The user-space call chains of every switch-out, folded.
+	perf record -e sched:sched_switch -g -p "$2" -o "$3" -- sleep 1.5 >/dev/null 2>&1
+	perf script -i "$3" -F ip,sym 2>/dev/null | awk '
+		NF == 0 { if (st != "") n[st]++; st = ""; k = 0; next }
+		{ if (k < 16) st = st (st == "" ? "" : ";") $2; k++ }
+		END { for (s in n) printf "%d %s\n", n[s], s }' | sort -rn | head -n 10 | sed "s|^|SWITCHES $1: |"
+}
+profile_wakeups() {
+	# Every wakeup the threads cause, as "waker tid > wakee comm/tid" and
+	# the waker's user-space call chain, or "[kernel]" and its first
+	# kernel frames for a wakeup from an interrupt, folded.
+	perf record -e sched:sched_wakeup -g -p "$2" -o "$3" -- sleep 1.5 >/dev/null 2>&1
+	perf script -i "$3" -F tid,trace,ip,sym 2>/dev/null | awk '
+		NF == 0 { if (h != "") n[h ": " (irq || st == "" ? "[kernel] " kst : st)]++; h = ""; st = ""; kst = ""; k = 0; kn = 0; irq = 0; next }
+		h == "" { w = ""; for (i = 2; i <= NF; i++) { if ($i ~ /^comm=/) w = substr($i, 6); if ($i ~ /^pid=/) w = w "/" substr($i, 5) }
+			h = $1 " > " w; next }
+		$1 ~ /^ffffffff/ { if (kn >= 1 && kn < 5) kst = kst (kst == "" ? "" : ";") $2; kn++
+			if ($2 ~ /^asm_(sysvec|common_interrupt)/) irq = 1; next }
+		{ if (k < 12) st = st (st == "" ? "" : ";") $2; k++ }
+		END { for (s in n) printf "%d %s\n", n[s], s }' | sort -rn | head -n 14 | sed "s|^|WAKEUPS $1: |"
+}
+profile_syscalls() {
+	# Per thread and system call number (x86-64: 0 read, 1 write, 20
+	# writev, 202 futex, 232/281 epoll_wait, 327 preadv2, 426
+	# io_uring_enter), per second.
+	perf record -e raw_syscalls:sys_enter -p "$2" -o "$3" -- sleep 1.5 >/dev/null 2>&1
+	perf script -i "$3" -F tid,trace 2>/dev/null | awk '
+		{ for (i = 2; i <= NF; i++) if ($i == "NR") n[$1 " nr=" $(i + 1)]++ }
+		END { for (s in n) printf "%.0f %s\n", n[s] / 1.5, s }' | sort -rn | head -n 16 | sed "s|^|SYSCALLS $1: |"
+}
+profile_system() {
+	perf record -e cpu-clock -F 499 -a -g -o "$WORK/system.data" -- sleep 1.5 >/dev/null 2>&1
+	perf report -i "$WORK/system.data" --stdio --no-children --sort comm,dso,sym -g none --percent-limit 0.7 2>/dev/null |
+		grep -v -e '^#' -e '^$' | head -n 60 | sed "s|^|PROFILE $1 $2 system: |"
+	perf report -i "$WORK/system.data" --stdio --no-children --sort comm -g none --percent-limit 0.5 2>/dev/null |
+		grep -v -e '^#' -e '^$' | head -n 20 | sed "s|^|PROFILE $1 $2 comm: |"
+	# The busiest call chains of the user-space processes, leaf first,
+	# folded to 12 frames.
+	perf script -i "$WORK/system.data" -F comm,ip,sym 2>/dev/null | awk '
+		NF == 0 { if (st != "" && c !~ /^(swapper|fio|kworker|ksoftirqd|rcu)/) n[c ": " st]++; st = ""; c = ""; k = 0; next }
+		c == "" { c = $1; next }
+		{ if (k < 12) st = st (st == "" ? "" : ";") $2; k++ }
+		END { for (s in n) printf "%d %s\n", n[s], s }' | sort -rn | head -n 25 | sed "s|^|STACK $1 $2: |"
 }
 
 nbd_start() {
