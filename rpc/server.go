@@ -120,8 +120,8 @@ type ServerOptions struct {
 	// wakes that thread straight into the reader, with no trip through
 	// the scheduler (measured on the sheep node: a third of the CPU per
 	// 4 KiB write). A reader waiting in a system call keeps a P, so at
-	// most GOMAXPROCS-1 connections of the process are read this way, the
-	// first to come; the rest stay in the netpoller.
+	// most GOMAXPROCS-1 connections of the process are read this way (none
+	// on one CPU), the first to come; the rest stay in the netpoller.
 	DetachReaders bool
 
 	authRand io.Reader // handshake nonces in tests; crypto/rand otherwise

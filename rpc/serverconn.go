@@ -136,13 +136,14 @@ var detachedReaders atomic.Int32
 
 // maxDetachedReaders is how many connections may be read that way: each
 // reader waiting in poll(2) keeps a P, and one P stays for the rest of
-// the process (its workers, timers, other connections). The tests raise
-// it with detachedReadersLimit, to run every connection detached.
+// the process (its workers, timers, other connections), so none on one
+// CPU. The tests raise it with detachedReadersLimit, to run every
+// connection detached.
 func maxDetachedReaders() int32 {
 	if n := detachedReadersLimit.Load(); n > 0 {
 		return n
 	}
-	return int32(max(runtime.GOMAXPROCS(0)-1, 1))
+	return int32(runtime.GOMAXPROCS(0) - 1)
 }
 
 var detachedReadersLimit atomic.Int32

@@ -119,7 +119,7 @@ func (s *socket) Close() error {
 func (s *socket) LocalAddr() net.Addr  { return s.local }
 func (s *socket) RemoteAddr() net.Addr { return s.remote }
 
-var errNoDeadlines = errors.New("rpc: a detached socket has no deadlines but a read deadline already passed")
+var errNoDeadlines = errors.New("rpc: a detached socket takes no deadline but a read deadline in the past")
 
 // Deadlines are not needed after the handshake: calls carry their own and
 // stall detection closes the socket. The one exception is what a server's
@@ -139,6 +139,7 @@ func (s *socket) SetReadDeadline(t time.Time) error {
 	}
 	return os.NewSyscallError("shutdown", unix.Shutdown(s.fd, unix.SHUT_RD))
 }
+
 func (s *socket) SetDeadline(time.Time) error      { return errNoDeadlines }
 func (s *socket) SetWriteDeadline(time.Time) error { return errNoDeadlines }
 
