@@ -81,6 +81,24 @@ func TestPollerHandoverAndStop(t *testing.T) {
 	waitFor(t, "the poller to let go of the closed socket", 5*time.Second, func() bool { return p2.Active.Load() == 0 })
 }
 
+// polled4KiBCalls starts a server and a one-connection client whose
+// replies p reads; do makes one call of 4 KiB each way with call.
+func polled4KiBCalls(t *testing.T) (c *Client, p *pollertest.Poller, call *Call, do func()) {
+	ts := startServer(t, checksumHandler{}, ServerOptions{})
+	c = newTestClient(t, ts.addr, ClientOptions{Conns: 1})
+	p = pollertest.New(t)
+	c.SetPoller(p)
+	call = &Call{ReqHeader: make([]byte, 12), ReqBody: make([]byte, 4096),
+		RespHeader: make([]byte, 12), RespBody: make([]byte, 4096)}
+	do = func() {
+		call.RespHeader, call.RespBody = call.RespHeader[:12], call.RespBody[:4096]
+		if err := c.Do(context.Background(), call); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, p, call, do
+}
+
 // Replies read by a poller cost no allocation: a wakeup must not make
 // garbage on the ublk queue thread (the daemon's I/O path allocates
 // nothing). Client and server both run here, as in BenchmarkRPC4KiB.
@@ -88,18 +106,7 @@ func TestPollerReadsWithoutAllocating(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	ts := startServer(t, checksumHandler{}, ServerOptions{})
-	c := newTestClient(t, ts.addr, ClientOptions{})
-	p := pollertest.New(t)
-	c.SetPoller(p)
-	call := &Call{ReqHeader: make([]byte, 12), ReqBody: make([]byte, 4096),
-		RespHeader: make([]byte, 12), RespBody: make([]byte, 4096)}
-	do := func() {
-		call.RespHeader, call.RespBody = call.RespHeader[:12], call.RespBody[:4096]
-		if err := c.Do(context.Background(), call); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, p, _, do := polled4KiBCalls(t)
 	for range 100 { // warm the pools and the connection
 		do()
 	}
@@ -116,17 +123,9 @@ func TestPollerReadsWithoutAllocating(t *testing.T) {
 // the socket is empty (EAGAIN). At queue depth 1 that was every other
 // read of the daemon's queue thread.
 func TestPollerOneReadPerLoneReply(t *testing.T) {
-	ts := startServer(t, checksumHandler{}, ServerOptions{})
-	c := newTestClient(t, ts.addr, ClientOptions{Conns: 1})
-	p := pollertest.New(t)
-	c.SetPoller(p)
-	call := &Call{ReqHeader: make([]byte, 12), ReqBody: make([]byte, 4096),
-		RespHeader: make([]byte, 12), RespBody: make([]byte, 4096)}
+	c, p, call, do4KiB := polled4KiBCalls(t)
 	do := func() {
-		call.RespHeader, call.RespBody = call.RespHeader[:12], call.RespBody[:4096]
-		if err := c.Do(context.Background(), call); err != nil {
-			t.Fatal(err)
-		}
+		do4KiB()
 		if err := checkReply(call); err != nil {
 			t.Fatal(err)
 		}
