@@ -52,28 +52,30 @@ func serveOn(t testing.TB, l net.Listener, h Handler, opts ServerOptions) *testS
 	return ts
 }
 
-// detached counts the server's connections whose reader waits in poll(2).
-func (ts *testServer) detached() int {
+// perConn sums f over the server's connections.
+func (ts *testServer) perConn(f func(*serverConn) int) int {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	n := 0
 	for sc := range ts.conns {
-		if sc.detached {
-			n++
-		}
+		n += f(sc)
 	}
 	return n
 }
 
+// detached counts the server's connections whose reader waits in poll(2).
+func (ts *testServer) detached() int {
+	return ts.perConn(func(sc *serverConn) int {
+		if sc.detached {
+			return 1
+		}
+		return 0
+	})
+}
+
 // workers counts the worker goroutines the server's connections started.
 func (ts *testServer) workers() int {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	n := 0
-	for sc := range ts.conns {
-		n += int(sc.workers.Load())
-	}
-	return n
+	return ts.perConn(func(sc *serverConn) int { return int(sc.workers.Load()) })
 }
 
 func newTestClient(t testing.TB, addr string, opts ClientOptions) *Client {
