@@ -17,8 +17,8 @@ need_ublkctl
 [ -x "$DOG" ] || skip "dog is not in the image"
 [ -b /dev/nbd0 ] && [ -x /usr/bin/nbd-server ] || skip "no nbd in this image"
 
-# What a system call costs depends on these (page-table isolation flushes
-# the emulated TLB on every one).
+# What a system call costs depends on these: with page-table isolation
+# every one switches page tables, which an emulated CPU pays for dearly.
 echo "CPU meltdown: $(cat /sys/devices/system/cpu/vulnerabilities/meltdown 2>/dev/null); spectre_v2: $(cat /sys/devices/system/cpu/vulnerabilities/spectre_v2 2>/dev/null)"
 
 RUNTIME=${COST_RUNTIME:-5}
@@ -121,7 +121,9 @@ idle() {
 # profile LABEL JOB DRIVER_PIDS SERVER_PIDS: with ./perf beside this script
 # (the host's perf and its libraries), records 1.5 s of each side during
 # the job for every mode COST_PROFILE names (each mode takes its own 1.5 s:
-# give COST_RUNTIME room):
+# give COST_RUNTIME room). The recording runs inside the measured window
+# and slows the guest: COST lines of a profiled run are not comparable with
+# those of a run without COST_PROFILE.
 #   cpu (or 1)  on-CPU samples, the top symbols as PROFILE lines;
 #   system      the whole guest, kernel threads and fio included, with the
 #               busiest call chains of the user-space processes;
@@ -156,8 +158,9 @@ profile_cpu() {
 	perf record -e cpu-clock -F 499 -g -p "$2" -o "$3" -- sleep 1.5 >/dev/null 2>&1
 	perf report -i "$3" --stdio --no-children --sort dso,sym -g none --percent-limit 1.5 2>/dev/null |
 		grep -v -e '^#' -e '^$' | head -n 25 | sed "s|^|PROFILE $1: |"
-	# The same by thread: which threads burn the CPU, and on what.
-	perf report -i "$3" --stdio --no-children --sort tid,sym -g none --percent-limit 1 2>/dev/null |
+	# The same by thread (perf's "pid" key is the thread): which threads
+	# burn the CPU, and on what.
+	perf report -i "$3" --stdio --no-children --sort pid,sym -g none --percent-limit 1 2>/dev/null |
 		grep -v -e '^#' -e '^$' | head -n 30 | sed "s|^|PROFILE-TID $1: |"
 }
 profile_switches() {
