@@ -12,7 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
+
+	"github.com/sheepblk/sheepblk/internal/schedyield"
 )
 
 // serverCall is one request being served, pooled with its buffer list.
@@ -201,18 +202,12 @@ func (sc *serverConn) logReadError(err error) {
 // readLoop reads requests and hands them to workers. It returns nil when the
 // server is stopping (graceful), or the error that ended the connection.
 func (sc *serverConn) readLoop() error {
-	lastYield := time.Now()
+	var yield schedyield.Pacer
 	for {
-		if sc.detached {
-			// A detached reader waits in a system call, never in the
-			// scheduler: it yields now and then, or the runtime counts
-			// it as running too long and takes its P on every tick of
-			// sysmon (the ublk queue thread does the same, see
-			// ublk/queue.go).
-			if now := time.Now(); now.Sub(lastYield) >= detachedYieldEvery {
-				runtime.Gosched()
-				lastYield = now
-			}
+		// A detached reader waits in a system call, never in the
+		// scheduler: it yields now and then (see schedyield).
+		if sc.detached && yield.Due() {
+			runtime.Gosched()
 		}
 		select {
 		case sc.inFlight <- struct{}{}:
@@ -247,10 +242,6 @@ func (sc *serverConn) readLoop() error {
 		sc.dispatch(call)
 	}
 }
-
-// detachedYieldEvery is how often a detached reader yields: under the
-// runtime's 10 ms forced-preemption limit.
-const detachedYieldEvery = 8 * time.Millisecond
 
 // maxHeldReplies bounds the replies the reader holds back while it serves
 // a batch inline: the client gets the first ones while the rest are served.

@@ -7,13 +7,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
 	"github.com/sheepblk/sheepblk/backend"
+	"github.com/sheepblk/sheepblk/internal/schedyield"
 	"github.com/sheepblk/sheepblk/ublk/uapi"
 	"github.com/sheepblk/sheepblk/uring"
 )
@@ -214,24 +214,17 @@ func (q *queue) run(ready chan<- error) error {
 	// same io_uring_enter that then waits: START_DEV, which needs them all,
 	// cannot finish before this thread is in the kernel serving them.
 	ready <- nil
-	lastYield := time.Now()
+	var yield schedyield.Pacer
 	for q.live > 0 && !(q.stopping.Load() && q.inBackend == 0) {
 		// Yield to the Go scheduler every few milliseconds, before the
-		// wait. The runtime counts a goroutine that was not rescheduled
-		// for 10 ms as running too long; when it is in a system call,
-		// sysmon then takes its P away on every tick (every 20 µs) and
-		// hands it to another thread to poll the network. Measured: that
-		// cost 2-2.7 extra context switches per request at QD1, on threads
-		// that have nothing to do. One yield (a few switches, since the
-		// thread is locked) every yieldEvery keeps the goroutine fresh.
-		// The round's commits are submitted before it, so that the
-		// yield holds up no request that is already answered.
-		if now := time.Now(); now.Sub(lastYield) >= yieldEvery {
+		// wait (see schedyield; the thread is locked, so a yield costs
+		// a few switches). The round's commits are submitted before it,
+		// so that the yield holds up no request that is already answered.
+		if yield.Due() {
 			if err := q.enter(0); err != nil {
 				return err
 			}
 			runtime.Gosched()
-			lastYield = now
 		}
 		if err := q.enter(1); err != nil {
 			return err
@@ -261,10 +254,6 @@ func (q *queue) enter(waitNr uint32) error {
 	q.log.Error().Err(err).Msg("io_uring_enter failed; queue stops")
 	return err
 }
-
-// yieldEvery is how often a queue thread yields to the Go scheduler: well
-// under the runtime's 10 ms forced-preemption limit (forcePreemptNS).
-const yieldEvery = 8 * time.Millisecond
 
 // registerRingIO registers the backing file and the I/O buffers with the
 // ring for a RingFile backend. Either may fail (an old kernel, a small
