@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/cluster/local"
 	"github.com/sheepblk/sheepblk/internal/logging"
 	"github.com/sheepblk/sheepblk/reclaim"
@@ -49,17 +50,22 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 		Use:   "start-local",
 		Short: "Run a whole cluster on this machine (etcd + N nodes on 127.0.0.1) until interrupted",
 		Long: "Runs an embedded etcd and N sheep nodes on 127.0.0.1 with their data under --dir, formats the\n" +
-			"cluster if it is new, prints the etcd URL and serves until SIGINT or SIGTERM. Port 0 picks free ports.",
+			"cluster if it is new, prints the etcd URL and serves until SIGINT or SIGTERM. Port 0 picks free ports.\n" +
+			"--nodes 0 runs etcd alone: start the nodes as processes of their own (sheep --etcd URL), as a\n" +
+			"deployment runs them.",
 		Args: cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
 				return usagef("--dir is required: where the cluster keeps its data")
 			}
-			if nodes < 1 || nodes > 64 {
-				return usagef("--nodes %d: want 1..64", nodes)
+			if nodes < 0 || nodes > 64 {
+				return usagef("--nodes %d: want 0 (etcd alone) or 1..64", nodes)
 			}
-			if copies < 1 || copies > nodes {
+			if nodes > 0 && (copies < 1 || copies > nodes) {
 				return usagef("--copies %d: want 1..%d (at most one copy per node)", copies, nodes)
+			}
+			if nodes == 0 && (copies < 1 || copies > cluster.MaxCopies) {
+				return usagef("--copies %d: want 1..%d", copies, cluster.MaxCopies)
 			}
 			if minCopies < 0 || minCopies > copies {
 				return usagef("--min-copies %d: want 0 (a majority) or 1..%d (--copies)", minCopies, copies)
@@ -110,6 +116,13 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 				for _, n := range info.Nodes {
 					fmt.Fprintf(w, "node %s: %s (data in %s)\n", n.ID, n.Addr, n.Dir)
 				}
+				if nodes == 0 {
+					secretArg := ""
+					if info.SecretFile != "" {
+						secretArg = " --secret-file " + info.SecretFile
+					}
+					fmt.Fprintf(w, "no nodes: start each with sheep --dir DIR --listen ADDR --etcd %s%s\n", info.Etcd, secretArg)
+				}
 				fmt.Fprintf(w, "export %s=%s   # then: dog vdi create NAME SIZE\n", EnvEtcd, info.Etcd)
 				if info.SecretFile != "" {
 					fmt.Fprintf(w, "secret file: %s   # dog vdi write/read/delete and ublkctl add -t sheep: --secret-file %s\n", info.SecretFile, info.SecretFile)
@@ -126,7 +139,7 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 	}
 	f := c.Flags()
 	f.StringVar(&dir, "dir", "", "directory for etcd's and the nodes' data (required)")
-	f.IntVar(&nodes, "nodes", 3, "number of sheep nodes")
+	f.IntVar(&nodes, "nodes", 3, "number of sheep nodes in this process (0: etcd alone, for nodes started with sheep --etcd)")
 	f.IntVar(&copies, "copies", 3, "replicas of each object, if the cluster is formatted now")
 	f.IntVar(&minCopies, "min-copies", 0, "fewest replicas a write may land on, if the cluster is formatted now (0: a majority)")
 	f.DurationVar(&grace, "member-grace", 0, "how long a member may be gone before it is removed, if the cluster is formatted now (0: 10s)")

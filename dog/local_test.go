@@ -5,14 +5,19 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sheepblk/sheepblk/cluster"
 	"github.com/sheepblk/sheepblk/dog"
 	"github.com/sheepblk/sheepblk/internal/testutil"
+	"github.com/sheepblk/sheepblk/sheep"
 )
 
 // testutil.LogBuffer is a bytes.Buffer safe to read while a command writes it.
@@ -22,6 +27,12 @@ import (
 // its exit status.
 func startLocal(t *testing.T, dir string, extra ...string) (string, func() int) {
 	t.Helper()
+	nodes := 3
+	for i, a := range extra {
+		if a == "--nodes" && i+1 < len(extra) {
+			nodes, _ = strconv.Atoi(extra[i+1])
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb testutil.LogBuffer
 	exit := make(chan int, 1)
@@ -34,7 +45,7 @@ func startLocal(t *testing.T, dir string, extra ...string) (string, func() int) 
 	for {
 		var info dog.LocalCluster
 		if err := json.Unmarshal([]byte(out.String()), &info); err == nil {
-			if len(info.Nodes) != 3 || info.Etcd == "" {
+			if len(info.Nodes) != nodes || info.Etcd == "" {
 				t.Fatalf("start-local printed %+v", info)
 			}
 			stop := func() int {
@@ -142,10 +153,63 @@ func TestStartLocalBadUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"cluster", "start-local"},
 		{"cluster", "start-local", "--dir", t.TempDir(), "--nodes", "2", "--copies", "3"},
-		{"cluster", "start-local", "--dir", t.TempDir(), "--nodes", "0"},
+		{"cluster", "start-local", "--dir", t.TempDir(), "--nodes", "-1"},
+		{"cluster", "start-local", "--dir", t.TempDir(), "--nodes", "0", "--copies", "0"},
+		{"cluster", "start-local", "--dir", t.TempDir(), "--nodes", "0", "--copies", "32"},
 		{"cluster", "start-local", "--dir", t.TempDir(), "--base-port", "-1"},
 		{"cluster", "start-local", "--dir", t.TempDir(), "--log-level", "loud"},
 	} {
 		dogRun(t, "", args...).must(t, 2)
+	}
+}
+
+// With --nodes 0 start-local runs etcd alone, formatted with --copies, and
+// the nodes are started on their own, as `sheep --etcd URL` does (here in
+// this process, through package sheep): a VDI written through them reads
+// back.
+func TestStartLocalEtcdAlone(t *testing.T) {
+	etcd, stop := startLocal(t, t.TempDir(), "--insecure", "--nodes", "0", "--copies", "2")
+	defer stop()
+	if nl := dogRun(t, etcd, "node", "list", "--json").must(t, 0).stdout; strings.Count(nl, `"id"`) != 0 {
+		t.Fatalf("node list of a cluster without nodes: %s", nl)
+	}
+	cl, err := cluster.Connect(cluster.Options{Endpoints: []string{etcd}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if s, err := cl.Settings(context.Background()); err != nil || s.Copies != 2 {
+		t.Fatalf("settings: %+v, %v", s, err)
+	}
+	for i := range 2 {
+		n, err := sheep.NewNode(sheep.Options{Dir: t.TempDir(), ID: fmt.Sprintf("n%d", i), Cluster: cl, RegisterTTL: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go n.Serve(l)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(dogRun(t, etcd, "node", "list", "--json").must(t, 0).stdout, `"id"`) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the two nodes did not register in 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	dogRun(t, etcd, "vdi", "create", "img", "8M").must(t, 0)
+	image := make([]byte, 8<<20)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range image {
+		image[i] = byte(rng.Uint32())
+	}
+	if code, _, stderr := dogIO(t, etcd, bytes.NewReader(image), "vdi", "write", "img"); code != 0 {
+		t.Fatalf("vdi write: exit %d: %s", code, stderr)
+	}
+	if code, got, stderr := dogIO(t, etcd, nil, "vdi", "read", "img"); code != 0 || !bytes.Equal(got, image) {
+		t.Fatalf("vdi read: exit %d, %d bytes, equal=%v: %s", code, len(got), bytes.Equal(got, image), stderr)
 	}
 }

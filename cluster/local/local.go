@@ -23,9 +23,12 @@ import (
 type Options struct {
 	// Dir holds everything: DIR/etcd and DIR/node-<i>. Required.
 	Dir string
-	// Nodes is the number of sheep nodes (default 3).
+	// Nodes is the number of sheep nodes this process runs. 0 runs etcd
+	// alone, for nodes started as processes of their own (sheep --etcd),
+	// as a deployment runs them.
 	Nodes int
-	// Copies is the replica count written by format (default min(3, Nodes)).
+	// Copies is the replica count written by format (default min(3, Nodes),
+	// or 3 without nodes).
 	Copies int
 	// ObjectSize for format (default cluster.DefaultObjectSize).
 	ObjectSize int64
@@ -71,11 +74,14 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("start local cluster: no directory given")
 	}
-	if opts.Nodes <= 0 {
-		opts.Nodes = 3
+	if opts.Nodes < 0 {
+		return nil, fmt.Errorf("start local cluster: %d nodes", opts.Nodes)
 	}
 	if opts.Copies <= 0 {
-		opts.Copies = min(3, opts.Nodes)
+		opts.Copies = 3
+		if opts.Nodes > 0 {
+			opts.Copies = min(3, opts.Nodes)
+		}
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("start local cluster: %w", err)
