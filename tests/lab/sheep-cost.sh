@@ -1,7 +1,7 @@
 #!/bin/sh
 # Measurement, not a test (never in the default suite): what one request
 # costs on the network paths, nbd-server + the kernel's nbd client against
-# ublk sheep with one node (copies=1), in one boot:
+# ublk sheep with one node (copies=1; see COST_NODES), in one boot:
 #   out/lab/lab run --kernel 6.12 --go-test= sheep-cost.sh
 # For each job it samples, between the end of fio's ramp and its end, the
 # CPU time (utime+stime) and the context switches of the block driver's
@@ -31,8 +31,9 @@ mkdir -p "$data"
 
 cleanup_extra() {
 	nbd_stop
-	[ -n "$CPID" ] && kill "$CPID" 2>/dev/null && wait "$CPID" 2>/dev/null
+	for _p in $NPIDS $CPID; do kill "$_p" 2>/dev/null && wait "$_p" 2>/dev/null; done
 	CPID=
+	NPIDS=
 }
 
 # cpu PIDS...: utime+stime of the processes, in ticks.
@@ -129,7 +130,10 @@ idle() {
 #               busiest call chains of the user-space processes;
 #   switches    where the threads block: the call chain of every switch-out;
 #   wakeups     which threads the side's threads wake, and from where;
-#   syscalls    the system calls per second of each thread, by number.
+#   syscalls    the system calls per second of each thread, by number;
+#   timeline    where a request's time goes: every wakeup and switch of the
+#               driver, the server and fio, as the mean gap from one kind
+#               of event to the next (at QD1 the chain is one request).
 PERF_DIR=$PWD/perf
 perf() { LD_LIBRARY_PATH=$PERF_DIR/lib /lib64/ld-linux-x86-64.so.2 "$PERF_DIR/bin/perf" "$@"; }
 profile() {
@@ -138,11 +142,11 @@ profile() {
 	for _mode in $COST_PROFILE; do
 		[ "$_mode" = 1 ] && _mode=cpu
 		case $_mode in
-		cpu | system | switches | wakeups | syscalls) ;;
-		*) fail "COST_PROFILE: unknown mode $_mode (cpu, system, switches, wakeups, syscalls)" ;;
+		cpu | system | switches | wakeups | syscalls | timeline) ;;
+		*) fail "COST_PROFILE: unknown mode $_mode (cpu, system, switches, wakeups, syscalls, timeline)" ;;
 		esac
-		if [ "$_mode" = system ]; then
-			profile_system "$1" "$2"
+		if [ "$_mode" = system ] || [ "$_mode" = timeline ]; then
+			profile_$_mode "$1" "$2" "$3" "$4"
 			continue
 		fi
 		for _side in driver server; do
@@ -209,6 +213,28 @@ profile_system() {
 		END { for (s in n) printf "%d %s\n", n[s], s }' | sort -rn | head -n 25 | sed "s|^|STACK $1 $2: |"
 }
 
+profile_timeline() {
+	perf record -e sched:sched_switch -e sched:sched_wakeup -a -o "$WORK/timeline.data" -- sleep 1.5 >/dev/null 2>&1
+	# Each event becomes "<kind>:<side>": wake (woken), run (switched in)
+	# or sleep (switched out) of a thread of the driver (D), the server
+	# (S) or fio (F); others are dropped. Then, for each pair of kinds
+	# that follow each other, how often and the mean gap in µs.
+	_tids() { for _p in "$@"; do ls /proc/"$_p"/task 2>/dev/null; done | tr '\n' ' '; }
+	perf script -i "$WORK/timeline.data" -F time,event,trace 2>/dev/null | awk \
+		-v D=" $(_tids $3) " -v S=" $(_tids $4) " -v F=" $(pidof fio | xargs -n1 | while read -r _p; do _tids "$_p"; done) " '
+		function side(t) { t = " " t " "; return index(D, t) ? "D" : index(S, t) ? "S" : index(F, t) ? "F" : "" }
+		function ev(k, t, ts,  sd) { sd = side(t); if (sd == "") return
+			k = k ":" sd
+			if (prev != "") { n[prev " > " k]++; g[prev " > " k] += ts - last }
+			prev = k; last = ts }
+		{ ts = $1 + 0; sub(/:$/, "", $1) }
+		$2 ~ /sched_wakeup/ { for (i = 3; i <= NF; i++) if ($i ~ /^pid=/) ev("wake", substr($i, 5), ts) }
+		$2 ~ /sched_switch/ { for (i = 3; i <= NF; i++) { if ($i ~ /^prev_pid=/) p = substr($i, 10); if ($i ~ /^next_pid=/) q = substr($i, 10) }
+			ev("sleep", p, ts); ev("run", q, ts) }
+		END { for (k in n) printf "%d %s mean_us=%.0f\n", n[k], k, g[k] / n[k] * 1e6 }' |
+		sort -rn | head -n 24 | sed "s|^|TIMELINE $1 $2: |"
+}
+
 nbd_start() {
 	dd if=/dev/zero of="$data/nbd.img" bs=1M count=$SIZE_MB 2>/dev/null
 	printf '[generic]\nuser = root\ngroup = root\nlistenaddr = 127.0.0.1\nport = 10809\n[bench]\nexportname = %s\n' \
@@ -229,26 +255,60 @@ nbd_stop() {
 	sleep 0.5
 }
 
-# sheep_start DIR UBLKCTL DOG: one node, copies=1, a prefilled VDI; sets DEV and CPID.
+# COST_NODES nodes (default 1) and COST_COPIES copies (default: as many as
+# nodes) in one of two layouts: "in" runs every node in the one process of
+# dog cluster start-local, beside its etcd; "procs" runs etcd alone
+# (start-local --nodes 0) and each node as a sheep process of its own, as
+# deployed. The server side is then the nodes, without etcd.
+NODES=${COST_NODES:-1}
+COPIES=${COST_COPIES:-$NODES}
+SHEEP=/usr/local/bin/sheep
+
+# sheep_start DIR UBLKCTL DOG LAYOUT: the cluster, a prefilled VDI; sets
+# DEV, CPID (start-local) and NPIDS (the processes serving the nodes).
 sheep_start() {
 	rm -rf "$1"
-	"$3" cluster start-local --dir "$1" --nodes 1 --copies 1 >"$WORK/cluster.log" 2>&1 &
+	_n=$NODES
+	[ "$4" = procs ] && _n=0
+	"$3" cluster start-local --dir "$1" --nodes $_n --copies $COPIES >"$WORK/cluster.log" 2>&1 &
 	CPID=$!
+	NPIDS=$CPID
+	if [ "$4" = procs ]; then
+		NPIDS=
+		_i=0
+		until [ -f "$1/secret" ] && "$3" cluster info >/dev/null 2>&1; do
+			_i=$((_i + 1))
+			[ $_i -lt 600 ] || fail "etcd alone did not come up: $(tail -n 3 "$WORK/cluster.log")"
+			sleep 0.1
+		done
+		for _k in $(seq 1 $NODES); do
+			"$SHEEP" --dir "$1/node-$_k" --listen 127.0.0.1:$((7100 + _k)) --secret-file "$1/secret" \
+				--log-format json >"$WORK/sheep-$_k.log" 2>&1 &
+			NPIDS="$NPIDS $!"
+		done
+	fi
 	_i=0
-	until [ -f "$1/secret" ] && _n=$("$3" node list --json --secret-file "$1/secret" 2>/dev/null) &&
-		echo "$_n" | $JQ -e 'length == 1 and all(.[]; .state == "up")' >/dev/null 2>&1; do
+	until _l=$("$3" node list --json --secret-file "$1/secret" 2>/dev/null) &&
+		echo "$_l" | $JQ -e "length == $NODES and all(.[]; .state == \"up\")" >/dev/null 2>&1; do
 		_i=$((_i + 1))
-		[ $_i -lt 600 ] || fail "the one-node cluster did not come up: $(tail -n 3 "$WORK/cluster.log")"
+		[ $_i -lt 600 ] || fail "the $NODES-node cluster ($4) did not come up: $(tail -n 3 "$WORK/cluster.log")"
 		sleep 0.1
 	done
-	"$3" vdi create cost ${SIZE_MB}M >/dev/null || fail "dog vdi create"
+	# A new node becomes a member a moment after it registers.
+	_i=0
+	until "$3" vdi create cost ${SIZE_MB}M >"$WORK/vdi.log" 2>&1; do
+		_i=$((_i + 1))
+		[ $_i -lt 100 ] || fail "dog vdi create: $(cat "$WORK/vdi.log")"
+		sleep 0.2
+	done
 	DEV=$("$2" add -t sheep --vdi cost -q 1 -d 128 --secret-file "$1/secret") || fail "ublkctl add -t sheep"
 	dd if=/dev/urandom of="$DEV" bs=1M count=$SIZE_MB oflag=direct 2>/dev/null
 }
 sheep_stop() {
 	"$1" del -a
-	kill "$CPID" 2>/dev/null && wait "$CPID" 2>/dev/null
+	for _p in $NPIDS $CPID; do kill "$_p" 2>/dev/null && wait "$_p" 2>/dev/null; done
 	CPID=
+	NPIDS=
 }
 
 # COST_JOBS: "rw iodepth numjobs" per line.
@@ -256,15 +316,16 @@ JOBS=${COST_JOBS:-"randread 1 1
 randread 32 2
 randwrite 32 2"}
 
-run_sheep() { # label ublkctl dog
-	sheep_start "$data/$1" "$2" "$3"
+run_sheep() { # label ublkctl dog layout
+	sheep_start "$data/$1" "$2" "$3" "$4"
 	_drv=$("$2" list --json | $JQ -r '.[0].pid')
-	idle "$1" "$_drv" "$CPID"
-	echo "$JOBS" | while read -r job; do measure "$1" "$DEV" "$job" "$_drv" "$CPID"; done
+	idle "$1" "$_drv" "$NPIDS"
+	echo "$JOBS" | while read -r job; do measure "$1" "$DEV" "$job" "$_drv" "$NPIDS"; done
 	sheep_stop "$2"
 }
 
-# COST_DEVICES: which of nbd, sheep and (with ./alt) sheep-alt to measure.
+# COST_DEVICES: which of nbd, sheep, sheep-procs (the nodes as processes of
+# their own) and (with ./alt) sheep-alt to measure.
 has() { case " ${COST_DEVICES:-nbd sheep sheep-alt} " in *" $1 "*) return 0 ;; esac; return 1; }
 for REP in $(seq 1 "${COST_REPS:-2}"); do
 	export REP
@@ -275,7 +336,8 @@ for REP in $(seq 1 "${COST_REPS:-2}"); do
 		echo "$JOBS" | while read -r job; do measure nbd /dev/nbd0 "$job" "" "$srv"; done
 		nbd_stop
 	fi
-	has sheep && run_sheep sheep "$UBLKCTL" "$DOG"
-	has sheep-alt && [ -x ./alt/ublkctl ] && [ -x ./alt/dog ] && run_sheep sheep-alt ./alt/ublkctl ./alt/dog
+	has sheep && run_sheep sheep "$UBLKCTL" "$DOG" in
+	has sheep-procs && run_sheep sheep-procs "$UBLKCTL" "$DOG" procs
+	has sheep-alt && [ -x ./alt/ublkctl ] && [ -x ./alt/dog ] && run_sheep sheep-alt ./alt/ublkctl ./alt/dog in
 done
 exit 0
