@@ -101,7 +101,8 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			info := LocalCluster{Etcd: lc.EtcdURL(), Dir: dir, SecretFile: secretFile}
+			// An empty list, not null, when etcd runs alone.
+			info := LocalCluster{Etcd: lc.EtcdURL(), Dir: dir, SecretFile: secretFile, Nodes: []LocalNode{}}
 			for i := range lc.Nodes() {
 				info.Nodes = append(info.Nodes, LocalNode{ID: lc.Node(i).ID(), Addr: lc.NodeAddr(i), Dir: lc.NodeDir(i)})
 			}
