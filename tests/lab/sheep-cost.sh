@@ -31,6 +31,11 @@ mkdir -p "$data"
 
 cleanup_extra() {
 	nbd_stop
+	cluster_kill
+}
+
+# cluster_kill: stops the cluster's processes (sheep_start).
+cluster_kill() {
 	for _p in $NPIDS $CPID; do kill "$_p" 2>/dev/null && wait "$_p" 2>/dev/null; done
 	CPID=
 	NPIDS=
@@ -227,7 +232,7 @@ profile_timeline() {
 			k = k ":" sd
 			if (prev != "") { n[prev " > " k]++; g[prev " > " k] += ts - last }
 			prev = k; last = ts }
-		{ ts = $1 + 0; sub(/:$/, "", $1) }
+		{ ts = $1 + 0 }
 		$2 ~ /sched_wakeup/ { for (i = 3; i <= NF; i++) if ($i ~ /^pid=/) ev("wake", substr($i, 5), ts) }
 		$2 ~ /sched_switch/ { for (i = 3; i <= NF; i++) { if ($i ~ /^prev_pid=/) p = substr($i, 10); if ($i ~ /^next_pid=/) q = substr($i, 10) }
 			ev("sleep", p, ts); ev("run", q, ts) }
@@ -265,16 +270,15 @@ COPIES=${COST_COPIES:-$NODES}
 SHEEP=/usr/local/bin/sheep
 
 # sheep_start DIR UBLKCTL DOG LAYOUT: the cluster, a prefilled VDI; sets
-# DEV, CPID (start-local) and NPIDS (the processes serving the nodes).
+# DEV, CPID (start-local) and NPIDS (the sheep processes, with "procs").
 sheep_start() {
 	rm -rf "$1"
 	_n=$NODES
 	[ "$4" = procs ] && _n=0
 	"$3" cluster start-local --dir "$1" --nodes $_n --copies $COPIES >"$WORK/cluster.log" 2>&1 &
 	CPID=$!
-	NPIDS=$CPID
+	NPIDS=
 	if [ "$4" = procs ]; then
-		NPIDS=
 		_i=0
 		until [ -f "$1/secret" ] && "$3" cluster info >/dev/null 2>&1; do
 			_i=$((_i + 1))
@@ -306,9 +310,7 @@ sheep_start() {
 }
 sheep_stop() {
 	"$1" del -a
-	for _p in $NPIDS $CPID; do kill "$_p" 2>/dev/null && wait "$_p" 2>/dev/null; done
-	CPID=
-	NPIDS=
+	cluster_kill
 }
 
 # COST_JOBS: "rw iodepth numjobs" per line.
@@ -319,8 +321,9 @@ randwrite 32 2"}
 run_sheep() { # label ublkctl dog layout
 	sheep_start "$data/$1" "$2" "$3" "$4"
 	_drv=$("$2" list --json | $JQ -r '.[0].pid')
-	idle "$1" "$_drv" "$NPIDS"
-	echo "$JOBS" | while read -r job; do measure "$1" "$DEV" "$job" "$_drv" "$NPIDS"; done
+	_srv=${NPIDS:-$CPID}
+	idle "$1" "$_drv" "$_srv"
+	echo "$JOBS" | while read -r job; do measure "$1" "$DEV" "$job" "$_drv" "$_srv"; done
 	sheep_stop "$2"
 }
 
