@@ -61,11 +61,12 @@ func clusterStartLocalCmd(g *globals) *cobra.Command {
 			if nodes < 0 || nodes > 64 {
 				return usagef("--nodes %d: want 0 (etcd alone) or 1..64", nodes)
 			}
-			if nodes > 0 && (copies < 1 || copies > nodes) {
-				return usagef("--copies %d: want 1..%d (at most one copy per node)", copies, nodes)
+			maxCopies, why := cluster.MaxCopies, ""
+			if nodes > 0 && nodes < maxCopies {
+				maxCopies, why = nodes, " (at most one copy per node)"
 			}
-			if nodes == 0 && (copies < 1 || copies > cluster.MaxCopies) {
-				return usagef("--copies %d: want 1..%d", copies, cluster.MaxCopies)
+			if copies < 1 || copies > maxCopies {
+				return usagef("--copies %d: want 1..%d%s", copies, maxCopies, why)
 			}
 			if minCopies < 0 || minCopies > copies {
 				return usagef("--min-copies %d: want 0 (a majority) or 1..%d (--copies)", minCopies, copies)

@@ -156,6 +156,7 @@ func TestStartLocalBadUsage(t *testing.T) {
 		{"cluster", "start-local", "--dir", t.TempDir(), "--nodes", "-1"},
 		{"cluster", "start-local", "--dir", t.TempDir(), "--nodes", "0", "--copies", "0"},
 		{"cluster", "start-local", "--dir", t.TempDir(), "--nodes", "0", "--copies", "32"},
+		{"cluster", "start-local", "--dir", t.TempDir(), "--nodes", "64", "--copies", "32"},
 		{"cluster", "start-local", "--dir", t.TempDir(), "--base-port", "-1"},
 		{"cluster", "start-local", "--dir", t.TempDir(), "--log-level", "loud"},
 	} {
