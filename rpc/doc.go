@@ -86,13 +86,18 @@
 // scheduler's entersyscall, which syscall.Syscall runs, wakes the runtime's
 // sysmon thread whenever the process was idle, about 3 context switches
 // per request at queue depth 1. With ServerOptions.DetachReaders a plain
-// connection leaves the netpoller after its handshake and its reader
-// waits in poll(2) on a thread of its own (at most GOMAXPROCS-1 such
-// readers per process, since each keeps a P while it waits): a request
-// wakes that thread straight into the reader, without the scheduler's
-// park, netpoll and wake-up, which on the lab cost the node a third of
-// its CPU per 4 KiB write at queue depth 32. Shutdown wakes such a reader
-// by shutting the socket's read side.
+// connection leaves the netpoller after its handshake and is read by the
+// process's one readPoller thread, which waits in one poll(2) on all such
+// sockets (none on one CPU, since the thread keeps a P while it waits): a
+// request wakes that thread straight into the reader, without the
+// scheduler's park, netpoll and wake-up, which on the lab cost the node a
+// third of its CPU per 4 KiB write at queue depth 32. Every request and
+// reply goes through one frameStream parser, whether a goroutine reads
+// it blocking or a poller's thread reads only what the socket holds; the
+// poller's thread never waits for one connection (a full socket hands the
+// rest of its replies to a goroutine; a connection with no in-flight slot
+// free is left out of the poll until a reply frees one). Shutdown wakes
+// the poller by shutting the sockets' read side.
 // Request bytes are read into pooled buffers; Response.Buf hands the handler
 // pooled buffers that are released once the reply has been written.
 // Shutdown stops reading new requests, lets in-flight handlers finish, flushes

@@ -1,10 +1,8 @@
 package rpc
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"io"
 	"testing"
 )
@@ -45,33 +43,28 @@ func FuzzFrameHeader(f *testing.F) {
 	})
 }
 
-// The server's request reader, fed arbitrary bytes, returns requests within
-// the limits and then an error; it never panics or reads past its bounds.
-// (Twice: through a tiny read buffer, and through one that holds whole
-// frames, where nextBuffered's "the next request is read" must hold: such
-// a request is never truncated.)
+// The server's request reader, fed arbitrary bytes in uneven pieces,
+// delivers requests within the limits, each exactly the payload that
+// followed its header, and then stops with an error or at the end; it never
+// panics or reads past its bounds. (Twice: through a tiny staging buffer,
+// and through one that holds whole frames, where "the next request is
+// staged whole" must hold: the parse reaches it without another read.)
 func FuzzReadFrame(f *testing.F) {
 	addFrameSeeds(f, flagRequest)
 	srv := NewServer(checksumHandler{}, ServerOptions{MaxHeader: fuzzLimits.maxHeader, MaxBody: fuzzLimits.maxBody})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, bufSize := range []int{16, 4096} {
+		for _, bufSize := range []int{frameHeaderSize + 8, 4096} {
 			readFrames(t, srv, data, bufSize)
 		}
 	})
 }
 
 func readFrames(t *testing.T, srv *Server, data []byte, bufSize int) {
-	sc := &serverConn{s: srv, br: bufio.NewReaderSize(bytes.NewReader(data), bufSize)}
+	sc := &serverConn{s: srv, inFlight: make(chan struct{}, 1<<10)}
+	r := newRequestReader(sc, bufSize)
 	consumed := 0
-	for {
-		buffered := sc.nextBuffered()
-		call, err := sc.readRequest()
-		if buffered && errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Fatalf("nextBuffered said the next request was read, but it is truncated: %v", err)
-		}
-		if err != nil {
-			break
-		}
+	promised := false // the last delivery said the next request is staged whole
+	r.deliver = func(call *serverCall, more bool) {
 		if len(call.req.Header) > fuzzLimits.maxHeader || len(call.req.Body) > fuzzLimits.maxBody {
 			t.Fatalf("request %d/%d bytes beyond limits", len(call.req.Header), len(call.req.Body))
 		}
@@ -84,6 +77,28 @@ func readFrames(t *testing.T, srv *Server, data []byte, bufSize int) {
 		}
 		consumed = off + len(want)
 		call.release()
+		<-sc.inFlight
+		promised = more
+	}
+	for i, rest := 0, data; len(rest) > 0; i++ {
+		p := r.next()
+		if len(p) == 0 {
+			t.Fatal("the reader offers no room to read into")
+		}
+		n := copy(p[:min(len(p), 1+i*7%23)], rest)
+		rest = rest[n:]
+		promised = false
+		err := r.got(n)
+		if promised && err == nil {
+			t.Fatal("the parse stopped with a request it said was staged whole")
+		}
+		if err != nil {
+			break
+		}
+	}
+	r.end(io.EOF)
+	if len(sc.inFlight) != 0 {
+		t.Fatalf("%d slots still taken after the stream ended", len(sc.inFlight))
 	}
 }
 

@@ -2,114 +2,27 @@ package rpc
 
 import "fmt"
 
-// replyReader parses a session's reply frames and completes the calls they
-// answer. It never reads by itself: next says where the next bytes from the
-// socket should go and got is told how many arrived. So one parser serves
-// both ways a session is read: its reader goroutine, which blocks in Read,
-// and a Poller's thread, which reads only what the socket already holds and
-// may stop in the middle of a frame (see poller.go).
-//
-// Small frames go through a staging buffer, many per read. A large payload
-// part (a read's body) is read straight into the caller's buffer once the
-// staged bytes are used up, so big replies are not copied twice.
+// replyReader gives a session's reply frames their meaning: it completes
+// the calls they answer. Its frameStream does the reading (see there), on
+// the session's reader goroutine or on a Poller's thread.
 type replyReader struct {
+	frameStream
 	cc *clientConn
 	s  *session
 
-	buf    []byte // staging: buf[r:w] arrived and is not parsed yet
-	r, w   int
-	direct bool // the last next() pointed into a payload part, not buf
-
 	// The frame being read, once its header is parsed.
-	inFrame bool
 	hl, bl  int
 	idx     int
 	call    *Call // nil: the frame is skipped
 	result  error // the call's outcome if the frame reads whole
 	remote  bool  // an error reply: parts[0] is its message
-	parts   [2]part
-	pi      int // current part
 	scratch []byte
 }
 
-// part is where a stretch of a frame's payload goes: dst[:n], or nowhere
-// (discarded) when dst is nil.
-type part struct {
-	dst  []byte
-	n    int
-	done int
-}
-
 func newReplyReader(cc *clientConn, s *session, size int) *replyReader {
-	return &replyReader{cc: cc, s: s, buf: make([]byte, size)}
-}
-
-// next returns the buffer the next read from the socket should fill.
-func (r *replyReader) next() []byte {
-	if r.inFrame && r.r == r.w {
-		if p := &r.parts[r.pi]; p.dst != nil && p.n-p.done >= len(r.buf)/2 {
-			r.direct = true
-			return p.dst[p.done:p.n]
-		}
-	}
-	r.direct = false
-	// parse leaves at most a partial frame header staged: a short move.
-	r.w = copy(r.buf, r.buf[r.r:r.w])
-	r.r = 0
-	return r.buf[r.w:]
-}
-
-// got takes the n bytes that arrived in the buffer next returned and parses
-// what it can. An error means the stream can no longer be trusted.
-func (r *replyReader) got(n int) error {
-	if r.direct {
-		r.parts[r.pi].done += n
-		r.step()
-		return r.parse()
-	}
-	r.w += n
-	return r.parse()
-}
-
-// parse consumes the staged bytes: frame headers, and payload into the
-// parts of the frame being read.
-func (r *replyReader) parse() error {
-	for {
-		if !r.inFrame {
-			if r.w-r.r < frameHeaderSize {
-				return nil
-			}
-			if err := r.begin(r.buf[r.r : r.r+frameHeaderSize]); err != nil {
-				return err
-			}
-			r.r += frameHeaderSize
-			r.step()
-			continue
-		}
-		if r.r == r.w {
-			return nil
-		}
-		p := &r.parts[r.pi]
-		k := min(p.n-p.done, r.w-r.r)
-		if p.dst != nil {
-			copy(p.dst[p.done:], r.buf[r.r:r.r+k])
-		}
-		p.done += k
-		r.r += k
-		r.step()
-	}
-}
-
-// step moves past the parts that are full and finishes the frame after
-// the last one.
-func (r *replyReader) step() {
-	for r.inFrame && r.parts[r.pi].done == r.parts[r.pi].n {
-		if r.pi == len(r.parts)-1 {
-			r.finish()
-			return
-		}
-		r.pi++
-	}
+	r := &replyReader{cc: cc, s: s}
+	r.frameStream = frameStream{sink: r, buf: make([]byte, size)}
+	return r
 }
 
 // begin decodes a frame header and finds the call it answers, marking the
@@ -136,7 +49,6 @@ func (r *replyReader) begin(hb []byte) error {
 	}
 	cc.mu.Unlock()
 
-	r.inFrame, r.pi = true, 0
 	r.hl, r.bl, r.idx, r.call, r.result, r.remote = hl, bl, idx, call, nil, false
 	switch {
 	case call == nil:
@@ -160,7 +72,6 @@ func (r *replyReader) begin(hb []byte) error {
 
 // finish completes the call of the frame just read.
 func (r *replyReader) finish() {
-	r.inFrame = false
 	call := r.call
 	if call == nil {
 		return

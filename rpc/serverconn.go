@@ -1,19 +1,14 @@
 package rpc
 
 import (
-	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
-
-	"github.com/sheepblk/sheepblk/internal/schedyield"
 )
 
 // serverCall is one request being served, pooled with its buffer list.
@@ -51,7 +46,8 @@ func (call *serverCall) release() {
 	serverCallPool.Put(call)
 }
 
-// serverConn serves one connection: a reader (serve) and up to
+// serverConn serves one connection: a reader (its goroutine, or the
+// process's readPoller for a detached socket) and up to
 // MaxInFlightPerConn workers. There is no writer goroutine: a worker that
 // finishes a call writes the replies queued so far itself, unless another
 // worker is writing, which then takes its reply too (see handle). So a
@@ -62,13 +58,22 @@ type serverConn struct {
 	conn   net.Conn
 	rc     syscall.RawConn // conn's socket; nil for TLS
 	remote net.Addr
-	br     *bufio.Reader
-	rr     *rawReader // br's source for a plain socket
-	hb     [frameHeaderSize]byte
-
-	detached bool // the reader waits in poll(2) (ServerOptions.DetachReaders)
+	reader *requestReader
+	src    io.Reader   // the reader goroutine's: rr for a plain socket, else conn
+	rr     *rawReader // reads a plain socket
 
 	handshake bool // TLS and/or authentication run before the first frame
+
+	// A detached connection (ServerOptions.DetachReaders) is read by the
+	// readPoller: sock is its socket, readEnded where the poller says
+	// why the reading ended.
+	detached  bool
+	sock      *socket
+	readEnded chan error
+	paused    atomic.Bool // the reader found no slot free: a freed one resumes it
+	// The poller's own.
+	pollPaused bool // left out of the poll until resumed
+	pollEnded  bool
 
 	inFlight chan struct{} // semaphore: requests read and not yet replied to
 	work     chan *serverCall
@@ -92,12 +97,12 @@ func newServerConn(s *Server, conn net.Conn) *serverConn {
 	}
 	// A plain socket is read and written with raw system calls (see
 	// rawRead); TLS goes through its net.Conn.
-	var r io.Reader = conn
+	sc.src = conn
 	if sc.rc = rawConn(conn); sc.rc != nil {
 		sc.rr = &rawReader{rc: sc.rc}
-		r = sc.rr
+		sc.src = sc.rr
 	}
-	sc.br = bufio.NewReaderSize(r, readBufferSize)
+	sc.reader = newRequestReader(sc, readBufferSize)
 	return sc
 }
 
@@ -112,10 +117,13 @@ func (sc *serverConn) serve() {
 			return
 		}
 	}
-	if sc.s.opts.DetachReaders {
-		sc.detachReader()
+	var err error
+	if sc.s.opts.DetachReaders && sc.detachReader() {
+		err = <-sc.readEnded
+	} else {
+		err = sc.readLoop()
 	}
-	if err := sc.readLoop(); err != nil {
+	if err != nil {
 		sc.logReadError(err)
 	}
 	// Whatever ended the reading (a bad frame, the client's EOF, Shutdown),
@@ -126,65 +134,52 @@ func (sc *serverConn) serve() {
 	close(sc.work)
 	sc.workerWG.Wait()
 	sc.conn.Close()
-	if sc.detached {
-		detachedReaders.Add(-1)
-	}
 }
 
-// detachedReaders counts the process's connections whose reader waits in
-// poll(2) (ServerOptions.DetachReaders).
-var detachedReaders atomic.Int32
+// detachAlways makes the tests detach readers on one CPU too.
+var detachAlways atomic.Bool
 
-// maxDetachedReaders is how many connections may be read that way: each
-// reader waiting in poll(2) keeps a P, and one P stays for the rest of
-// the process (its workers, timers, other connections), so none on one
-// CPU. The tests raise it with detachedReadersLimit, to run every
-// connection detached.
-func maxDetachedReaders() int32 {
-	if n := detachedReadersLimit.Load(); n > 0 {
-		return n
-	}
-	return int32(runtime.GOMAXPROCS(0) - 1)
-}
-
-var detachedReadersLimit atomic.Int32
-
-// detachReader takes a plain TCP connection out of the netpoller, if the
-// process has room for one more such reader (see DetachReaders). It runs
-// before the first request is read: nothing is buffered yet, and no
+// detachReader takes a plain TCP connection out of the netpoller and hands
+// its reading to the readPoller, and reports whether it did. Not on one
+// CPU: the poller waiting in poll(2) keeps a P, and one P must stay for
+// the rest of the process (its workers, timers, other connections). It
+// runs before the first request is read: nothing is staged yet, and no
 // worker writes.
-func (sc *serverConn) detachReader() {
-	if sc.rr == nil {
-		return
+func (sc *serverConn) detachReader() bool {
+	if sc.rr == nil || (runtime.GOMAXPROCS(0) < 2 && !detachAlways.Load()) {
+		return false
 	}
-	for {
-		n := detachedReaders.Load()
-		if n >= maxDetachedReaders() {
-			return
-		}
-		if detachedReaders.CompareAndSwap(n, n+1) {
-			break
-		}
+	s := sc.s
+	if err := serverPoller.init(); err != nil {
+		s.log.Debug().Err(err).Stringer("remote", sc.remote).Msg("rpc: connection stays in the netpoller")
+		return false
 	}
 	// Under the server's lock: Shutdown and Close reach the connection
-	// through sc.conn.
-	s := sc.s
+	// through sc.conn, and see it detached.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var so *socket
-	var err error
-	if !s.stopping {
-		so, err = detach(sc.conn)
+	if s.stopping {
+		return false
 	}
-	if so == nil {
-		detachedReaders.Add(-1)
-		if err != nil {
-			s.log.Debug().Err(err).Stringer("remote", sc.remote).Msg("rpc: connection stays in the netpoller")
-		}
-		return
+	so, err := detach(sc.conn)
+	if err != nil {
+		s.log.Debug().Err(err).Stringer("remote", sc.remote).Msg("rpc: connection stays in the netpoller")
+		return false
 	}
-	sc.conn, sc.rc, sc.detached = so, socketRaw{so}, true
+	sc.conn, sc.sock, sc.rc, sc.detached = so, so, socketRaw{so}, true
 	sc.rr.rc = sc.rc
+	sc.readEnded = make(chan error, 1)
+	serverPoller.watch(sc)
+	return true
+}
+
+// closeConn closes the connection, and wakes the poller that may be
+// waiting on its socket.
+func (sc *serverConn) closeConn() {
+	sc.conn.Close()
+	if sc.detached {
+		serverPoller.wake()
+	}
 }
 
 func (sc *serverConn) logReadError(err error) {
@@ -199,47 +194,65 @@ func (sc *serverConn) logReadError(err error) {
 	}
 }
 
-// readLoop reads requests and hands them to workers. It returns nil when the
-// server is stopping (graceful), or the error that ended the connection.
+// readLoop reads requests on the connection's goroutine and serves them.
+// It returns nil when the server is stopping (graceful), or the error that
+// ended the connection.
 func (sc *serverConn) readLoop() error {
-	var yield schedyield.Pacer
+	r := sc.reader
 	for {
-		// A detached reader waits in a system call, never in the
-		// scheduler: it yields now and then (see schedyield).
-		if sc.detached && yield.Due() {
-			runtime.Gosched()
+		p := r.next()
+		n, err := sc.src.Read(p)
+		if n > 0 {
+			if perr := r.got(n); perr != nil {
+				err = perr
+			}
 		}
+		sc.flushHeld() // the next read may wait for the client
+		if err != nil {
+			return r.end(err)
+		}
+	}
+}
+
+// takeSlot takes one of the connection's in-flight slots for the request
+// about to be read. When every slot is taken, the reader goroutine waits
+// for one (or the server's stop: errStopped); the poller's thread cannot
+// wait, and gets errNoSlot: the connection's next freed slot resumes it.
+func (sc *serverConn) takeSlot() error {
+	select {
+	case sc.inFlight <- struct{}{}:
+		return nil
+	default:
+	}
+	// Replies the reader held back must go out first, or it would wait for
+	// slots only it can free.
+	sc.flushHeld()
+	if sc.detached {
+		sc.paused.Store(true)
 		select {
 		case sc.inFlight <- struct{}{}:
+			// Freed meanwhile. If the releaser saw paused, its resume
+			// finds the connection not paused, and does nothing.
+			sc.paused.Store(false)
+			return nil
 		default:
-			// Every slot is taken: replies the reader held back must go
-			// out first, or it would wait for slots only it can free.
-			sc.flushHeld()
-			select {
-			case sc.inFlight <- struct{}{}:
-			case <-sc.s.stopCh:
-				return nil
-			}
+			return errNoSlot
 		}
-		if !sc.nextBuffered() {
-			sc.flushHeld() // the reader may wait for the client
-		}
-		call, err := sc.readRequest()
-		if err != nil {
-			<-sc.inFlight
-			sc.flushHeld()
-			if errors.Is(err, os.ErrDeadlineExceeded) && sc.s.isStopping() {
-				return nil
-			}
-			return err
-		}
-		// Served here if it can be without waiting, its reply held
-		// back while the next request is already read: one writev
-		// answers the batch.
-		if sc.s.inline != nil && sc.handle(call, true, sc.nextBuffered()) {
-			continue
-		}
-		sc.dispatch(call)
+	}
+	select {
+	case sc.inFlight <- struct{}{}:
+		return nil
+	case <-sc.s.stopCh:
+		return errStopped
+	}
+}
+
+// releaseSlot frees an in-flight slot, resuming a poller-read connection
+// that waits for one.
+func (sc *serverConn) releaseSlot() {
+	<-sc.inFlight
+	if sc.paused.Load() && sc.paused.CompareAndSwap(true, false) {
+		serverPoller.resume(sc)
 	}
 }
 
@@ -247,19 +260,14 @@ func (sc *serverConn) readLoop() error {
 // a batch inline: the client gets the first ones while the rest are served.
 const maxHeldReplies = 16
 
-// nextBuffered reports whether the next request is wholly in the read
-// buffer, so the reader gets to it without waiting for the client: only
-// then may the replies it holds wait for it. (A malformed header counts as
-// not buffered; reading it fails, after the held replies went out.)
-func (sc *serverConn) nextBuffered() bool {
-	n := sc.br.Buffered()
-	if n < frameHeaderSize {
-		return false
+// serveRequest serves a request read whole: on the reader if it can be
+// without waiting (its reply held back while the next request is staged
+// whole: one writev answers the batch), else on a worker.
+func (sc *serverConn) serveRequest(call *serverCall, more bool) {
+	if sc.s.inline != nil && sc.handle(call, true, more) {
+		return
 	}
-	hb, _ := sc.br.Peek(frameHeaderSize)
-	size := frameHeaderSize + uint64(binary.LittleEndian.Uint32(hb[frameHeaderLenOffset:])) +
-		uint64(binary.LittleEndian.Uint32(hb[frameBodyLenOffset:]))
-	return uint64(n) >= size
+	sc.dispatch(call)
 }
 
 // flushHeld writes the replies the reader held back, unless a worker is
@@ -267,52 +275,26 @@ func (sc *serverConn) nextBuffered() bool {
 func (sc *serverConn) flushHeld() {
 	sc.mu.Lock()
 	if !sc.writing {
-		sc.writeRepliesLocked()
+		sc.writeRepliesLocked(!sc.detached)
 	}
 	sc.mu.Unlock()
 }
 
 // writeRepliesLocked makes the caller the writer until no reply is queued.
-// It is called with sc.mu held and sc.writing unset.
-func (sc *serverConn) writeRepliesLocked() {
+// It is called with sc.mu held and sc.writing unset. A caller that must
+// not wait (the poller's thread: mayWait false) hands the writing to a
+// goroutine when the socket is full.
+func (sc *serverConn) writeRepliesLocked(mayWait bool) {
 	sc.writing = true
-	for sc.writeBatchLocked() {
-	}
-	sc.writing = false
-}
-
-// readRequest reads one request frame into pooled buffers. Lengths are
-// checked against the server's bounds before any buffer is taken.
-func (sc *serverConn) readRequest() (*serverCall, error) {
-	if _, err := io.ReadFull(sc.br, sc.hb[:]); err != nil {
-		return nil, err
-	}
-	h, err := decodeFrameHeader(sc.hb[:], sc.s.lim, flagRequest)
-	if err != nil {
-		return nil, err
-	}
-	call := getServerCall()
-	call.id = h.id
-	call.req.RemoteAddr = sc.remote
-	if h.headerLen > 0 {
-		call.reqHdr = getBuffer(int(h.headerLen))
-		call.req.Header = call.reqHdr.b
-	}
-	if h.bodyLen > 0 {
-		call.reqBody = getBuffer(int(h.bodyLen))
-		call.req.Body = call.reqBody.b
-	}
-	if _, err = io.ReadFull(sc.br, call.req.Header); err == nil {
-		_, err = io.ReadFull(sc.br, call.req.Body)
-	}
-	if err != nil {
-		call.release()
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	for {
+		switch sc.writeBatchLocked(mayWait) {
+		case batchNone:
+			sc.writing = false
+			return
+		case batchHandedOff:
+			return // the goroutine is the writer now
 		}
-		return nil, fmt.Errorf("truncated frame (header %d, body %d bytes): %w", h.headerLen, h.bodyLen, err)
 	}
-	return call, nil
 }
 
 // dispatch hands call to an idle worker, starting one if none is idle and
@@ -368,7 +350,7 @@ func (sc *serverConn) handle(call *serverCall, inline, hold bool) bool {
 		sc.mu.Unlock() // the writing worker, or the reader, takes it later
 		return true
 	}
-	sc.writeRepliesLocked()
+	sc.writeRepliesLocked(!(inline && sc.detached))
 	sc.mu.Unlock()
 	return true
 }
@@ -397,18 +379,28 @@ type replyWriter struct {
 	vw    vecWriter
 }
 
-// writeBatchLocked writes the queued replies and releases them; it
-// returns false, still holding sc.mu, when the queue was empty. It is
+// batchResult is what writeBatchLocked did.
+type batchResult int
+
+const (
+	batchNone      batchResult = iota // no reply was queued
+	batchWritten                      // a batch was written (or dropped)
+	batchHandedOff                    // a goroutine writes the rest of it
+)
+
+// writeBatchLocked writes the queued replies and releases them. It is
 // called with sc.mu held and sc.writing set, and drops the lock while it
-// writes.
-func (sc *serverConn) writeBatchLocked() bool {
+// writes. Without mayWait a socket too full for all of the batch leaves
+// the rest to finishBatch on a goroutine of its own, which becomes the
+// writer.
+func (sc *serverConn) writeBatchLocked(mayWait bool) batchResult {
 	w := &sc.w
 	w.batch, sc.replies = sc.replies, w.batch[:0]
 	if len(w.batch) == 0 {
-		return false
+		return batchNone
 	}
 	sc.mu.Unlock()
-	defer sc.mu.Lock()
+	var err error
 	if !sc.broken {
 		if need := frameHeaderSize * len(w.batch); cap(w.hdrs) < need {
 			w.hdrs = make([]byte, need)
@@ -428,23 +420,46 @@ func (sc *serverConn) writeBatchLocked() bool {
 			}
 		}
 		w.bufs = w.iov
-		var err error
 		if sc.rc != nil {
-			err = w.vw.write(sc.rc, &w.bufs, true)
+			err = w.vw.write(sc.rc, &w.bufs, mayWait)
+			if err == nil && len(w.bufs) > 0 {
+				sc.workerWG.Add(1)
+				go sc.finishBatch()
+				sc.mu.Lock()
+				return batchHandedOff
+			}
 		} else {
 			_, err = w.bufs.WriteTo(sc.conn)
 		}
-		if err != nil {
-			sc.broken = true
-			sc.s.log.Info().Err(err).Stringer("remote", sc.remote).Msg("rpc: reply write failed; closing connection")
-			sc.conn.Close() // the reader stops too
-		}
-		clear(w.iov)
 	}
+	sc.endBatch(err)
+	sc.mu.Lock()
+	return batchWritten
+}
+
+// finishBatch writes, waiting for room, the rest of a batch the poller's
+// thread could not, then the replies queued meanwhile.
+func (sc *serverConn) finishBatch() {
+	defer sc.workerWG.Done()
+	sc.endBatch(sc.w.vw.write(sc.rc, &sc.w.bufs, true))
+	sc.mu.Lock()
+	sc.writeRepliesLocked(true)
+	sc.mu.Unlock()
+}
+
+// endBatch closes the connection if the batch's write failed, and releases
+// the batch's calls and their slots.
+func (sc *serverConn) endBatch(err error) {
+	w := &sc.w
+	if err != nil && !sc.broken {
+		sc.broken = true
+		sc.s.log.Info().Err(err).Stringer("remote", sc.remote).Msg("rpc: reply write failed; closing connection")
+		sc.closeConn() // the reader stops too
+	}
+	clear(w.iov)
 	for i, call := range w.batch {
 		call.release()
 		w.batch[i] = nil
-		<-sc.inFlight
+		sc.releaseSlot()
 	}
-	return true
 }
