@@ -59,7 +59,7 @@ type serverConn struct {
 	rc     syscall.RawConn // conn's socket; nil for TLS
 	remote net.Addr
 	reader *requestReader
-	src    io.Reader   // the reader goroutine's: rr for a plain socket, else conn
+	src    io.Reader  // the reader goroutine's: rr for a plain socket, else conn
 	rr     *rawReader // reads a plain socket
 
 	handshake bool // TLS and/or authentication run before the first frame
