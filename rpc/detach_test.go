@@ -37,6 +37,7 @@ func TestDetachedReaders(t *testing.T) {
 	})
 	for name, test := range map[string]func(*testing.T){
 		"RoundTripRandomSizesConcurrent":     TestRoundTripRandomSizesConcurrent,
+		"QueueFlushBatches":                  TestQueueFlushBatches,
 		"OutOfOrderCompletion":               TestOutOfOrderCompletion,
 		"DeadlineExpiry":                     TestDeadlineExpiry,
 		"RemoteErrorAndPanic":                TestRemoteErrorAndPanic,

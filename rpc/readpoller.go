@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -140,14 +141,18 @@ func (p *readPoller) run() {
 		p.pfds = append(p.pfds[:0], unix.PollFd{Fd: p.wakeFd.Load(), Events: unix.POLLIN})
 		p.idx = p.idx[:0]
 		for i, sc := range p.conns {
-			if !sc.pollPaused {
+			// A closed socket's descriptor may be another file's by
+			// now: the check below ends the connection instead.
+			if !sc.pollPaused && !sc.sock.closed.Load() {
 				p.pfds = append(p.pfds, unix.PollFd{Fd: int32(sc.sock.fd), Events: unix.POLLIN})
 				p.idx = append(p.idx, i)
 			}
 		}
 		if _, err := unix.Poll(p.pfds, -1); err != nil && err != unix.EINTR {
-			// Cannot happen with valid arguments; say so and retry.
+			// Cannot happen with valid arguments; say so and retry,
+			// without spinning.
 			p.conns[0].s.log.Error().Err(err).Msg("rpc: poll of detached connections failed")
+			time.Sleep(10 * time.Millisecond)
 			continue
 		}
 		if p.pfds[0].Revents != 0 {
