@@ -202,6 +202,10 @@ func (p *readPoller) dropEnded() {
 	p.conns = p.conns[:n]
 }
 
+// maxReadsPerTurn bounds the reads of one connection before the poller
+// turns to the others: up to 1 MiB with a 64 KiB staging buffer.
+const maxReadsPerTurn = 16
+
 // pollReady runs on the poller's thread when sc's socket is readable (or
 // may be): it reads what the socket holds, without waiting, and serves
 // the requests read whole.
@@ -218,7 +222,14 @@ func (sc *serverConn) pollReady() (pollNext, error) {
 	}
 	// Requests staged while the connection was paused come first.
 	err := r.parse()
-	for err == nil {
+	for reads := 0; err == nil; reads++ {
+		if reads == maxReadsPerTurn {
+			// A peer that keeps its socket full must not keep the
+			// thread from the others: the poll reports it again at
+			// once.
+			sc.flushHeld()
+			return pollKeep, nil
+		}
 		p := r.next()
 		var n int
 		n, err = sc.rr.read(sc.rc, p, false)
