@@ -194,8 +194,15 @@ func notReady(format string, args ...any) error {
 // is for another epoch, StatusNotReady if the node is not serving or the
 // object is not recovered yet (and cannot be now). On success the caller
 // must call release when the request is done: a transition waits for
-// admitted requests before it moves files.
-func (r *recoverer) admit(ctx context.Context, req *proto.Request) error {
+// admitted requests before it moves files. With nowait (a request served
+// inline) it returns store.ErrWouldWait unless it can answer with no
+// network wait (quick): the epoch may have changed since ServeInline
+// asked, and a pull from a peer, whose node may be read by the same
+// thread, must not run there.
+func (r *recoverer) admit(ctx context.Context, req *proto.Request, nowait bool) error {
+	if nowait && !r.quick(req.Object) {
+		return store.ErrWouldWait
+	}
 	r.mu.Lock()
 	cur := r.cur
 	switch {

@@ -147,7 +147,9 @@ func (s *Service) Drain(ctx context.Context) error {
 }
 
 // serve runs a decoded, bounded request, filling resp's body and out. With
-// nowait, a read the page cache cannot answer returns store.ErrWouldWait.
+// nowait, whatever would wait returns store.ErrWouldWait: a read the page
+// cache cannot answer, an earlier attempt of the same write still running,
+// an object that must be recovered first.
 func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp *rpc.Response, out *proto.Response, nowait bool) error {
 	wantBody := 0
 	if r.Op == proto.OpWrite || r.Op == proto.OpCreateAndWrite {
@@ -158,7 +160,10 @@ func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp
 	}
 	if id, attempt := r.WriteID(); id != 0 {
 		key := writeKey{r.Object, id}
-		serve, err := s.writes.enter(ctx, key, attempt)
+		serve, err := s.writes.enter(ctx, key, attempt, nowait)
+		if errors.Is(err, store.ErrWouldWait) {
+			return err
+		}
 		if err != nil {
 			return notReady("write %d: %v", id, err)
 		}
@@ -173,7 +178,7 @@ func (s *Service) serve(ctx context.Context, r *proto.Request, body []byte, resp
 	epochs := s.epochs.Load()
 	if r.Op.IsDataOp() {
 		if epochs != nil {
-			if err := epochs.admit(ctx, r); err != nil {
+			if err := epochs.admit(ctx, r, nowait); err != nil {
 				return err
 			}
 			defer epochs.release()

@@ -167,7 +167,7 @@ func newSoloNode(t testing.TB, self string, fc *fakeCluster) *soloNode {
 }
 
 func (sn *soloNode) request(op proto.Op, e uint64, oid proto.ObjectID) error {
-	err := sn.r.admit(context.Background(), &proto.Request{Op: op, Epoch: e, Object: oid, Length: 8})
+	err := sn.r.admit(context.Background(), &proto.Request{Op: op, Epoch: e, Object: oid, Length: 8}, false)
 	if err == nil {
 		sn.r.release()
 	}
@@ -185,10 +185,23 @@ func TestTransitionSupersedesObjectsNoLongerPlacedHere(t *testing.T) {
 	fc.statuses["a"] = cluster.RecoveryStatus{Node: "a", Epoch: 1, Complete: true}
 	sn := newSoloNode(t, "a", fc)
 	ctx := context.Background()
+	// Served inline, a request is declined (a worker serves it) while
+	// the node may still have to recover, and let in once it need not.
+	inline := &proto.Request{Op: proto.OpWrite, Epoch: 1, Object: proto.NewObjectID(1, 0), Length: 8}
+	if err := sn.r.admit(ctx, inline, true); !errors.Is(err, store.ErrWouldWait) {
+		t.Fatalf("inline admit before the epoch completed: %v, want store.ErrWouldWait", err)
+	}
 	if err := sn.r.start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	waitForLong(t, "a to complete epoch 1", 5*time.Second, func() bool { return sn.r.complete.Load() })
+	if err := sn.request(proto.OpWrite, 1, inline.Object); err != nil { // learns the VDI's copies
+		t.Fatal(err)
+	}
+	if err := sn.r.admit(ctx, inline, true); err != nil {
+		t.Fatalf("inline admit in a completed epoch: %v", err)
+	}
+	sn.r.release()
 	var oids []proto.ObjectID
 	for i := range 32 {
 		oid := proto.NewObjectID(1, uint32(i))
@@ -348,7 +361,7 @@ func BenchmarkAdmit(b *testing.B) {
 			req := &proto.Request{Op: op, Epoch: 1, Object: proto.NewObjectID(1, 5), Length: 4096}
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := sn.r.admit(context.Background(), req); err != nil {
+				if err := sn.r.admit(context.Background(), req, false); err != nil {
 					b.Fatal(err)
 				}
 				sn.r.release()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sheepblk/sheepblk/sheep/proto"
+	"github.com/sheepblk/sheepblk/sheep/store"
 )
 
 // writeOrder orders the attempts of one update (proto.Request.WriteID) on
@@ -65,8 +66,10 @@ type keptID struct {
 // enter lets attempt of update id in: it waits while another attempt of
 // id is in progress, then reports serve true (leave must follow), or
 // false when a newer attempt already started (this one must not be
-// applied). It returns ctx's error if ctx ends while it waits.
-func (w *writeOrder) enter(ctx context.Context, id writeKey, attempt uint16) (serve bool, err error) {
+// applied). It returns ctx's error if ctx ends while it waits. With nowait
+// it does not wait: store.ErrWouldWait instead (a request served inline,
+// which must not hold up its connection's reader).
+func (w *writeOrder) enter(ctx context.Context, id writeKey, attempt uint16, nowait bool) (serve bool, err error) {
 	for {
 		w.mu.Lock()
 		st, known := w.ids[id]
@@ -82,6 +85,10 @@ func (w *writeOrder) enter(ctx context.Context, id writeKey, attempt uint16) (se
 			w.ids[id] = st
 			w.mu.Unlock()
 			return true, nil
+		}
+		if nowait {
+			w.mu.Unlock()
+			return false, store.ErrWouldWait
 		}
 		if st.done == nil {
 			st.done = make(chan struct{})

@@ -25,12 +25,16 @@ func TestResentWriteWaitsForEarlierAttempt(t *testing.T) {
 	defer n.Close()
 	svc := n.Service()
 	ctx := context.Background()
-	write := func(id uint64, attempt int, oid proto.ObjectID, data []byte) <-chan error {
+	header := func(id uint64, attempt int, oid proto.ObjectID, data []byte) []byte {
 		var aux uint64
 		if id != 0 {
 			aux = proto.WriteAux(id, attempt)
 		}
 		hdr, _ := (&proto.Request{Op: proto.OpWrite, Object: oid, Length: uint32(len(data)), Aux: aux}).AppendBinary(nil)
+		return hdr
+	}
+	write := func(id uint64, attempt int, oid proto.ObjectID, data []byte) <-chan error {
+		hdr := header(id, attempt, oid, data)
 		done := make(chan error, 1)
 		go func() {
 			var resp rpc.Response
@@ -68,8 +72,15 @@ func TestResentWriteWaitsForEarlierAttempt(t *testing.T) {
 	const held = 42
 	// Attempt 1 of write 42 is in progress (held here as if it were
 	// throttled in the node).
-	if serve, err := svc.writes.enter(ctx, writeKey{1, held}, 1); err != nil || !serve {
+	if serve, err := svc.writes.enter(ctx, writeKey{1, held}, 1, false); err != nil || !serve {
 		t.Fatalf("enter attempt 1: %v, %v", serve, err)
+	}
+	// Offered inline (on the connection's reader, which must not wait),
+	// the resend is declined, for a worker to serve, and changes nothing.
+	var resp rpc.Response
+	req := &rpc.Request{Header: header(held, 2, 1, []byte("attempt2")), Body: []byte("attempt2")}
+	if served, err := svc.ServeInline(ctx, req, &resp); served || err != nil {
+		t.Fatalf("ServeInline of a resend while attempt 1 runs: served %v, err %v; want declined", served, err)
 	}
 	resend := write(held, 2, 1, []byte("attempt2"))
 	wait("another write id", write(held+1, 1, 2, []byte("other id")))
@@ -104,7 +115,7 @@ func TestWriteOrder(t *testing.T) {
 	k := func(id uint64) writeKey { return writeKey{oid: 1, id: id} }
 	enter := func(id uint64, attempt uint16) bool {
 		t.Helper()
-		serve, err := w.enter(ctx, k(id), attempt)
+		serve, err := w.enter(ctx, k(id), attempt, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +126,7 @@ func TestWriteOrder(t *testing.T) {
 	enter(7, 1)
 	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if _, err := w.enter(cctx, k(7), 2); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := w.enter(cctx, k(7), 2, false); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("enter of a held id with an ending context: %v", err)
 	}
 	w.leave(k(7))
@@ -124,7 +135,7 @@ func TestWriteOrder(t *testing.T) {
 	}
 	// First attempts allocate nothing once the map has room.
 	if n := testing.AllocsPerRun(100, func() {
-		w.enter(ctx, k(9), 1)
+		w.enter(ctx, k(9), 1, false)
 		w.leave(k(9))
 	}); n != 0 {
 		t.Errorf("enter+leave of a first attempt: %v allocations", n)
@@ -139,7 +150,7 @@ func TestWriteOrder(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serve, err := w.enter(ctx, k(11), attempt)
+			serve, err := w.enter(ctx, k(11), attempt, false)
 			if err != nil || !serve {
 				return
 			}
@@ -169,21 +180,21 @@ func TestWriteOrder(t *testing.T) {
 	// go first.
 	w2 := writeOrder{keepFor: time.Hour, maxKept: 2}
 	for id := uint64(1); id <= 3; id++ {
-		w2.enter(ctx, k(id), 2)
+		w2.enter(ctx, k(id), 2, false)
 		w2.leave(k(id))
 	}
 	if _, ok := w2.ids[k(1)]; ok || len(w2.ids) != 2 {
 		t.Fatalf("kept ids %v, want 2 and 3", w2.ids)
 	}
-	if serve, _ := w2.enter(ctx, k(1), 1); !serve {
+	if serve, _ := w2.enter(ctx, k(1), 1, false); !serve {
 		t.Fatal("an attempt of a forgotten id was refused")
 	}
 	w2.leave(k(1))
 	w3 := writeOrder{keepFor: time.Millisecond}
-	w3.enter(ctx, k(5), 2)
+	w3.enter(ctx, k(5), 2, false)
 	w3.leave(k(5))
 	time.Sleep(5 * time.Millisecond)
-	w3.enter(ctx, k(6), 2)
+	w3.enter(ctx, k(6), 2, false)
 	w3.leave(k(6)) // expires 5
 	if _, ok := w3.ids[k(5)]; ok {
 		t.Fatal("a kept id outlived keepFor")
