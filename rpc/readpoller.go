@@ -46,15 +46,6 @@ var serverPoller readPoller
 
 func init() { serverPoller.wakeFd.Store(-1) }
 
-// pollNext is what the poller does with a connection after reading it.
-type pollNext int
-
-const (
-	pollKeep  pollNext = iota // watch it
-	pollPause                 // every slot taken: skip it until resumed
-	pollEnd                   // the reading ended: hand it back to serve
-)
-
 // init makes the poller's eventfd, once; a connection is detached only
 // after it succeeded.
 func (p *readPoller) init() error {
@@ -130,10 +121,7 @@ func (p *readPoller) run() {
 			p.serve(sc)
 		}
 		for i, sc := range resumed {
-			if sc.pollPaused {
-				sc.pollPaused = false
-				p.serve(sc)
-			}
+			p.serve(sc) // reads EAGAIN if it was not paused after all
 			resumed[i] = nil
 		}
 		p.dropEnded()
@@ -143,7 +131,7 @@ func (p *readPoller) run() {
 		for i, sc := range p.conns {
 			// A closed socket's descriptor may be another file's by
 			// now: the check below ends the connection instead.
-			if !sc.pollPaused && !sc.sock.closed.Load() {
+			if !sc.paused.Load() && !sc.sock.closed.Load() {
 				p.pfds = append(p.pfds, unix.PollFd{Fd: int32(sc.sock.fd), Events: unix.POLLIN})
 				p.idx = append(p.idx, i)
 			}
@@ -175,15 +163,13 @@ func (p *readPoller) run() {
 	}
 }
 
-// serve reads sc and records what comes next for it.
+// serve reads sc and hands it back to its serve goroutine if its reading
+// ended.
 func (p *readPoller) serve(sc *serverConn) {
 	if sc.pollEnded {
 		return
 	}
-	switch next, err := sc.pollReady(); next {
-	case pollPause:
-		sc.pollPaused = true
-	case pollEnd:
+	if ended, err := sc.pollReady(); ended {
 		sc.pollEnded = true
 		sc.readEnded <- err
 	}
@@ -208,27 +194,29 @@ const maxReadsPerTurn = 16
 
 // pollReady runs on the poller's thread when sc's socket is readable (or
 // may be): it reads what the socket holds, without waiting, and serves
-// the requests read whole.
-func (sc *serverConn) pollReady() (pollNext, error) {
+// the requests read whole. It reports whether the reading ended, and why
+// (nil: the server stopped). A connection with no slot free stops early,
+// paused (see takeSlot).
+func (sc *serverConn) pollReady() (ended bool, err error) {
 	r := sc.reader
 	if sc.s.stopped.Load() {
 		// Shutdown: what is staged whole is still served.
-		err := r.parse()
+		err = r.parse()
 		sc.flushHeld()
 		if err == nil || err == errNoSlot {
 			err = errStopped
 		}
-		return pollEnd, r.end(err)
+		return true, r.end(err)
 	}
 	// Requests staged while the connection was paused come first.
-	err := r.parse()
+	err = r.parse()
 	for reads := 0; err == nil; reads++ {
 		if reads == maxReadsPerTurn {
 			// A peer that keeps its socket full must not keep the
 			// thread from the others: the poll reports it again at
 			// once.
 			sc.flushHeld()
-			return pollKeep, nil
+			return false, nil
 		}
 		p := r.next()
 		var n int
@@ -236,23 +224,23 @@ func (sc *serverConn) pollReady() (pollNext, error) {
 		switch {
 		case err == unix.EAGAIN:
 			sc.flushHeld()
-			return pollKeep, nil
+			return false, nil
 		case err == nil && n == 0:
 			err = io.EOF
 		case err == nil:
 			if err = r.got(n); err == nil && n < len(p) {
 				// A short read emptied the socket (see readReady).
 				sc.flushHeld()
-				return pollKeep, nil
+				return false, nil
 			}
 		}
 	}
 	if err == errNoSlot {
-		return pollPause, nil
+		return false, nil
 	}
 	if errno, ok := err.(unix.Errno); ok {
 		err = os.NewSyscallError("read", errno)
 	}
 	sc.flushHeld()
-	return pollEnd, r.end(err)
+	return true, r.end(err)
 }

@@ -70,10 +70,8 @@ type serverConn struct {
 	detached  bool
 	sock      *socket
 	readEnded chan error
-	paused    atomic.Bool // the reader found no slot free: a freed one resumes it
-	// The poller's own.
-	pollPaused bool // left out of the poll until resumed
-	pollEnded  bool
+	paused    atomic.Bool // no slot was free: out of the poll until a freed one resumes it
+	pollEnded bool        // the poller's own: it handed the connection back
 
 	inFlight chan struct{} // semaphore: requests read and not yet replied to
 	work     chan *serverCall
@@ -232,7 +230,7 @@ func (sc *serverConn) takeSlot() error {
 		select {
 		case sc.inFlight <- struct{}{}:
 			// Freed meanwhile. If the releaser saw paused, its resume
-			// finds the connection not paused, and does nothing.
+			// only makes the poller read the socket once more.
 			sc.paused.Store(false)
 			return nil
 		default:
