@@ -77,6 +77,10 @@ type session struct {
 	writing bool
 	handoff bool
 	w       writer
+	// retire, under clientConn.mu: SetPoller found the session busy,
+	// read by a goroutine through the netpoller; it ends once idle, and
+	// the next call dials a connection the poller reads.
+	retire bool
 
 	// Stall detection (see ClientOptions.StallTimeout). Under
 	// clientConn.mu: requests sent whose reply frame has not arrived
@@ -95,6 +99,15 @@ func (cc *clientConn) endSessionLocked(s *session) {
 	cc.sess = nil
 	close(s.dead)
 	s.closeConn()
+}
+
+// retireIfIdleLocked ends the current session if SetPoller marked it
+// (session.retire) and nothing uses it: no call holds a slot and nobody
+// writes.
+func (cc *clientConn) retireIfIdleLocked() {
+	if s := cc.sess; s != nil && s.retire && !s.writing && len(cc.free) == len(cc.slots) {
+		cc.endSessionLocked(s)
+	}
 }
 
 // closeConn closes the session's connection. A plain socket is shut down
@@ -202,6 +215,7 @@ func (cc *clientConn) freeLocked(idx int) *Call {
 	call := sl.call
 	*sl = slot{gen: sl.gen + 1}
 	cc.free = append(cc.free, uint32(idx))
+	cc.retireIfIdleLocked()
 	return call
 }
 
@@ -449,6 +463,7 @@ func (cc *clientConn) drainLocked(s *session, blocking bool) error {
 		}
 		if len(cc.sendq) == 0 {
 			s.writing = false
+			cc.retireIfIdleLocked()
 			cc.mu.Unlock()
 			return nil
 		}

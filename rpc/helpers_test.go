@@ -66,7 +66,7 @@ func (ts *testServer) perConn(f func(*serverConn) int) int {
 // detached counts the server's connections whose reader waits in poll(2).
 func (ts *testServer) detached() int {
 	return ts.perConn(func(sc *serverConn) int {
-		if sc.detached {
+		if sc.detached() {
 			return 1
 		}
 		return 0

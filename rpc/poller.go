@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"io"
-	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,16 +28,17 @@ type Poller interface {
 // (TLS connections keep their reader goroutine). Set it once; nil is
 // ignored. A connection open now is still known to the Go netpoller,
 // which would wake a thread for each of its replies whoever reads them:
-// if it is idle it is closed, and the next call dials one the poller
-// reads; a busy one keeps its reader goroutine.
+// it is closed as soon as it is idle (now, or when its last call ends and
+// its writer lets go), and the next call dials one the poller reads.
 func (c *Client) SetPoller(p Poller) {
 	if p == nil || !c.poller.CompareAndSwap(nil, &p) {
 		return
 	}
 	for _, cc := range c.conns {
 		cc.mu.Lock()
-		if s := cc.sess; s != nil && s.raw != nil && len(cc.free) == len(cc.slots) && !s.writing {
-			cc.endSessionLocked(s)
+		if s := cc.sess; s != nil && s.raw != nil {
+			s.retire = true
+			cc.retireIfIdleLocked()
 		}
 		cc.mu.Unlock()
 	}
@@ -87,10 +87,7 @@ func (cc *clientConn) readReady(s *session, ok bool) bool {
 			}
 		}
 		if err != nil {
-			if errno, isErrno := err.(unix.Errno); isErrno {
-				err = os.NewSyscallError("read", errno)
-			}
-			cc.readFailed(s, err)
+			cc.readFailed(s, readError(err))
 			cc.c.wg.Done()
 			return false
 		}

@@ -51,7 +51,7 @@ func TestPollerHandoverAndStop(t *testing.T) {
 	c.SetPoller(p)
 	do("on the poller")
 	if p.Watched.Load() != 1 {
-		t.Fatalf("poller took %d sockets; want the one dialed after SetPoller closed the idle one", p.Watched.Load())
+		t.Fatalf("poller took %d sockets; want the one dialed after SetPoller closed the old one", p.Watched.Load())
 	}
 	// One call at a time: about one wake per reply (a reply may be there
 	// before its poll is armed).
@@ -79,6 +79,55 @@ func TestPollerHandoverAndStop(t *testing.T) {
 		t.Fatal("Close hung with a poller watching the connection")
 	}
 	waitFor(t, "the poller to let go of the closed socket", 5*time.Second, func() bool { return p2.Active.Load() == 0 })
+}
+
+// A connection busy when SetPoller is called (a call awaits its reply)
+// is retired once that call ends: the call gets its reply, and the calls
+// after it go over a connection the poller reads.
+func TestPollerRetiresBusyConnection(t *testing.T) {
+	ts := startServer(t, checksumHandler{}, ServerOptions{})
+	c := newTestClient(t, ts.addr, ClientOptions{Conns: 1})
+	slow := &Call{ReqHeader: delayHeader(make([]byte, 12), 7, 300*time.Millisecond), ReqBody: make([]byte, 5000),
+		RespHeader: make([]byte, 12), RespBody: make([]byte, 64<<10)}
+	done := make(chan struct{})
+	slow.Done = func(*Call) { close(done) }
+	c.Go(slow)
+	cc := c.conns[0]
+	waitFor(t, "the slow call to be sent", 5*time.Second, func() bool {
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		return cc.sess != nil && cc.sess.outstanding == 1
+	})
+	p := pollertest.New(t)
+	c.SetPoller(p)
+	cc.mu.Lock()
+	busy := cc.sess
+	cc.mu.Unlock()
+	if busy == nil {
+		t.Fatal("SetPoller closed the connection while a call awaited its reply")
+	}
+	<-done
+	if err := checkReply(slow); err != nil {
+		t.Fatalf("the call in flight at SetPoller: %v", err)
+	}
+	select {
+	case <-busy.dead:
+	default:
+		t.Fatal("the connection busy at SetPoller is still open after its last call ended")
+	}
+	for i := range 5 {
+		call := &Call{ReqHeader: delayHeader(make([]byte, 12), uint64(i), 0), ReqBody: make([]byte, 100),
+			RespHeader: make([]byte, 12), RespBody: make([]byte, 64<<10)}
+		if err := c.Do(context.Background(), call); err != nil {
+			t.Fatalf("call %d after the retirement: %v", i, err)
+		}
+		if err := checkReply(call); err != nil {
+			t.Fatalf("call %d after the retirement: %v", i, err)
+		}
+	}
+	if p.Watched.Load() != 1 {
+		t.Fatalf("poller took %d sockets; want the one dialed after the busy one was retired", p.Watched.Load())
+	}
 }
 
 // polled4KiBCalls starts a server and a one-connection client whose

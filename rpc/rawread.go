@@ -72,13 +72,22 @@ func (r *rawReader) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	n, err := r.read(r.rc, p, true)
-	if errno, ok := err.(unix.Errno); ok {
-		return 0, os.NewSyscallError("read", errno)
+	if err != nil {
+		return 0, readError(err)
 	}
-	if err == nil && n == 0 {
+	if n == 0 {
 		return 0, io.EOF
 	}
 	return n, err
+}
+
+// readError names a read's errno as the failed system call (os.SyscallError),
+// as a net.Conn's Read would; other errors pass as they are.
+func readError(err error) error {
+	if errno, ok := err.(unix.Errno); ok {
+		return os.NewSyscallError("read", errno)
+	}
+	return err
 }
 
 // try reads once; false (let the RawConn wait) only when waiting and the

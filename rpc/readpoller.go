@@ -155,7 +155,7 @@ func (p *readPoller) run() {
 		// A server stopping, or a socket closed, wakes the poll: its
 		// connections end, paused or not.
 		for _, sc := range p.conns {
-			if !sc.pollEnded && (sc.s.stopped.Load() || sc.sock.closed.Load()) {
+			if !sc.pollEnded && (sc.s.isStopping() || sc.sock.closed.Load()) {
 				p.serve(sc)
 			}
 		}
@@ -199,7 +199,7 @@ const maxReadsPerTurn = 16
 // paused (see takeSlot).
 func (sc *serverConn) pollReady() (ended bool, err error) {
 	r := sc.reader
-	if sc.s.stopped.Load() {
+	if sc.s.isStopping() {
 		// Shutdown: what is staged whole is still served.
 		err = r.parse()
 		sc.flushHeld()
@@ -238,9 +238,6 @@ func (sc *serverConn) pollReady() (ended bool, err error) {
 	if err == errNoSlot {
 		return false, nil
 	}
-	if errno, ok := err.(unix.Errno); ok {
-		err = os.NewSyscallError("read", errno)
-	}
 	sc.flushHeld()
-	return true, r.end(err)
+	return true, r.end(readError(err))
 }

@@ -138,10 +138,13 @@ type Server struct {
 	ctx    context.Context // handlers' context
 	cancel context.CancelFunc
 
-	mu        sync.Mutex
-	stopping  bool          // Shutdown or Close called: accept and read nothing new
+	mu sync.Mutex
+	// stopping: Shutdown or Close called: accept and read nothing new.
+	// Set under mu, so whoever checks it under mu and then registers a
+	// listener or a connection is seen by the stop; loaded without mu by
+	// the readers (the readPoller's thread among them).
+	stopping  atomic.Bool
 	stopCh    chan struct{} // closed when stopping is set
-	stopped   atomic.Bool   // stopping, for the readPoller's thread
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
 
@@ -183,7 +186,7 @@ func NewServer(h Handler, opts ServerOptions) *Server {
 // ErrServerClosed. It closes l before returning.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
-	if s.stopping {
+	if s.stopping.Load() {
 		s.mu.Unlock()
 		l.Close()
 		return ErrServerClosed
@@ -221,16 +224,12 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
-func (s *Server) isStopping() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stopping
-}
+func (s *Server) isStopping() bool { return s.stopping.Load() }
 
 func (s *Server) startConn(conn net.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopping {
+	if s.stopping.Load() {
 		conn.Close()
 		return
 	}
@@ -264,9 +263,7 @@ func (s *Server) removeConn(sc *serverConn) {
 
 // stopLocked stops accepting and reading new requests.
 func (s *Server) stopLocked() {
-	if !s.stopping {
-		s.stopping = true
-		s.stopped.Store(true)
+	if !s.stopping.Swap(true) {
 		close(s.stopCh)
 	}
 	for l := range s.listeners {

@@ -65,9 +65,8 @@ type serverConn struct {
 	handshake bool // TLS and/or authentication run before the first frame
 
 	// A detached connection (ServerOptions.DetachReaders) is read by the
-	// readPoller: sock is its socket, readEnded where the poller says
-	// why the reading ended.
-	detached  bool
+	// readPoller: sock is its socket (nil: not detached), readEnded where
+	// the poller says why the reading ended.
 	sock      *socket
 	readEnded chan error
 	paused    atomic.Bool // no slot was free: out of the poll until a freed one resumes it
@@ -156,7 +155,7 @@ func (sc *serverConn) detachReader() bool {
 	// through sc.conn, and see it detached.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopping {
+	if s.stopping.Load() {
 		return false
 	}
 	so, err := detach(sc.conn)
@@ -164,18 +163,21 @@ func (sc *serverConn) detachReader() bool {
 		s.log.Debug().Err(err).Stringer("remote", sc.remote).Msg("rpc: connection stays in the netpoller")
 		return false
 	}
-	sc.conn, sc.sock, sc.rc, sc.detached = so, so, socketRaw{so}, true
+	sc.conn, sc.sock, sc.rc = so, so, socketRaw{so}
 	sc.rr.rc = sc.rc
 	sc.readEnded = make(chan error, 1)
 	serverPoller.watch(sc)
 	return true
 }
 
+// detached reports whether the readPoller reads the connection.
+func (sc *serverConn) detached() bool { return sc.sock != nil }
+
 // closeConn closes the connection, and wakes the poller that may be
 // waiting on its socket.
 func (sc *serverConn) closeConn() {
 	sc.conn.Close()
-	if sc.detached {
+	if sc.detached() {
 		serverPoller.wake()
 	}
 }
@@ -225,7 +227,7 @@ func (sc *serverConn) takeSlot() error {
 	// Replies the reader held back must go out first, or it would wait for
 	// slots only it can free.
 	sc.flushHeld()
-	if sc.detached {
+	if sc.detached() {
 		sc.paused.Store(true)
 		select {
 		case sc.inFlight <- struct{}{}:
@@ -273,7 +275,7 @@ func (sc *serverConn) serveRequest(call *serverCall, more bool) {
 func (sc *serverConn) flushHeld() {
 	sc.mu.Lock()
 	if !sc.writing {
-		sc.writeRepliesLocked(!sc.detached)
+		sc.writeRepliesLocked(!sc.detached())
 	}
 	sc.mu.Unlock()
 }
@@ -348,7 +350,7 @@ func (sc *serverConn) handle(call *serverCall, inline, hold bool) bool {
 		sc.mu.Unlock() // the writing worker, or the reader, takes it later
 		return true
 	}
-	sc.writeRepliesLocked(!(inline && sc.detached))
+	sc.writeRepliesLocked(!(inline && sc.detached()))
 	sc.mu.Unlock()
 	return true
 }
