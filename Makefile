@@ -116,9 +116,12 @@ lab-shell: build lab-runner
 # kernel's own driver (null_blk, brd, loop, nbd) in one lab boot; writes
 # bench/results/<date>/ and the README's Benchmarks section.
 # BENCH_FLAGS adds flags: --long, --smoke, --pairs null,file-ext4, ...
+# UBLKSRV=DIR adds the C reference daemon's pairs, with the static build
+# of ublksrv in DIR (tools/bench/build-ublksrv.sh SRC DIR makes one).
 BENCH_BIN   := out/bench/bench
 BENCH_FLAGS ?=
+UBLKSRV     ?=
 
 bench: build lab-runner
 	$(GO) build -o $(BENCH_BIN) ./tools/bench
-	$(BENCH_BIN) --lab $(LAB_BIN) --kernel $(LAB_KERNEL) $(BENCH_FLAGS)
+	$(BENCH_BIN) --lab $(LAB_BIN) --kernel $(LAB_KERNEL) $(if $(UBLKSRV),--ublksrv $(UBLKSRV)) $(BENCH_FLAGS)

@@ -16,6 +16,8 @@ LOSETUP=/usr/sbin/losetup
 NBD_SERVER=/usr/bin/nbd-server
 NBD_CLIENT=/usr/sbin/nbd-client
 UBLKCTL=/usr/local/bin/ublkctl
+UBLKSRV=$PWD/ublksrv/ublk # the C reference daemon, staged by bench --ublksrv
+UBLKSRV_ID=99             # its device number, clear of ublkctl's
 DOG=/usr/local/bin/dog
 SCRATCH=${LAB_SCRATCH:-/scratch}
 WORK=/tmp/bench
@@ -96,6 +98,32 @@ ublk_down() {
 # ublk_pid: the pid of the daemon serving $UBLK_ID.
 ublk_pid() {
 	"$UBLKCTL" list --json | $JQ -r ".[] | select(.id == $UBLK_ID) | .pid"
+}
+
+# ublksrv_up TARGET ARGS...: ublksrv serves /dev/ublkb$UBLKSRV_ID with the
+# queues and depth ublkctl's devices get; sets DEV.
+ublksrv_up() {
+	[ -x "$UBLKSRV" ] || {
+		REASON="ublksrv is not in the image (bench --ublksrv DIR, built by tools/bench/build-ublksrv.sh)"
+		return 1
+	}
+	_t=$1
+	shift
+	"$UBLKSRV" add -t "$_t" -n $UBLKSRV_ID -q "$BENCH_UBLK_QUEUES" -d "$BENCH_UBLK_DEPTH" "$@" \
+		>"$WORK/ublksrv-add.out" 2>&1 || {
+		REASON="ublksrv add -t $_t: $(tail -n 1 "$WORK/ublksrv-add.out")"
+		return 1
+	}
+	DEV=/dev/ublkb$UBLKSRV_ID
+	_i=0
+	while [ ! -b "$DEV" ] && [ $_i -lt 50 ]; do
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+}
+
+ublksrv_down() {
+	"$UBLKSRV" del -n $UBLKSRV_ID >/dev/null 2>&1
 }
 
 loop_up() {
@@ -241,6 +269,7 @@ dev_up() {
 		[ -z "$REASON" ] && { prefill $DEV >"$WORK/prefill.msg" || REASON=$(cat "$WORK/prefill.msg"); }
 		;;
 	ublk-null) ublk_up -t null --size "$BENCH_SIZE_MB"M ;;
+	ublksrv-null) ublksrv_up null ;;
 	ublk-mem)
 		ublk_up -t mem --size "$BENCH_SIZE_MB"M &&
 			{ prefill "$DEV" >"$WORK/prefill.msg" || REASON=$(cat "$WORK/prefill.msg"); }
@@ -249,6 +278,9 @@ dev_up() {
 	loop-tmpfs) loop_up "$TMPFS_FILE" ;;
 	ublk-file-ext4)
 		if backing_file "$EXT4_FILE"; then ublk_up -t file --file "$EXT4_FILE"; else REASON="cannot make $EXT4_FILE"; fi
+		;;
+	ublksrv-file-ext4) # direct I/O, as ublksrv's loop target does by default
+		if backing_file "$EXT4_FILE"; then ublksrv_up loop -f "$EXT4_FILE"; else REASON="cannot make $EXT4_FILE"; fi
 		;;
 	ublk-file-tmpfs)
 		if backing_file "$TMPFS_FILE"; then ublk_up -t file --file "$TMPFS_FILE"; else REASON="cannot make $TMPFS_FILE"; fi
@@ -271,6 +303,7 @@ dev_down() {
 	nbd) nbd_down ;;
 	ublk-sheep*) sheep_down ;;
 	ublk-*) ublk_down ;;
+	ublksrv-*) ublksrv_down ;;
 	esac
 	DEV=
 }

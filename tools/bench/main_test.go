@@ -27,8 +27,23 @@ func flagsSet(names ...string) func(string) bool {
 func TestPlanFromFlags(t *testing.T) {
 	o := defaultOptions()
 	p, err := o.plan(flagsSet())
-	if err != nil || p.Reps != 2 || p.Runtime != 5*time.Second || len(p.Pairs) != len(plan.Pairs) {
-		t.Errorf("default plan = %+v, %v", p, err)
+	if err != nil || p.Reps != 2 || p.Runtime != 5*time.Second || len(p.Pairs) != len(plan.Pairs)-2 || p.UblksrvDir != "" {
+		t.Errorf("default plan (all pairs but ublksrv's two) = %+v, %v", p, err)
+	}
+	for _, pr := range p.Pairs {
+		if pr.Reference {
+			t.Errorf("default plan has %s, whose peer is ublksrv, without --ublksrv", pr.Name)
+		}
+	}
+
+	// --ublksrv: ublksrv's pairs come in beside the ones they share a
+	// device with, so that both sides run close in time.
+	o = defaultOptions()
+	o.ublksrvDir = "/opt/ublksrv"
+	p, err = o.plan(flagsSet("ublksrv"))
+	if err != nil || len(p.Pairs) != len(plan.Pairs) || p.UblksrvDir != "/opt/ublksrv" ||
+		p.Pairs[1].Name != "ref-null" || p.Pairs[1].Peer != "ublksrv-null" || p.Pairs[1].Ublk != "ublk-null" {
+		t.Errorf("plan with --ublksrv = %+v, %v", p, err)
 	}
 
 	o = defaultOptions()

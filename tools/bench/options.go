@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 	"time"
 
@@ -37,6 +36,7 @@ type options struct {
 	verbose       bool
 	labExtraFlags []string
 	writeIntoOut  bool
+	ublksrvDir    string
 }
 
 func defaultOptions() *options {
@@ -59,7 +59,7 @@ func (o *options) register(cmd *cobra.Command) {
 	f.IntVar(&o.sizeMB, "size-mb", o.sizeMB, "MiB of each device the jobs use (and the backing files' size)")
 	f.IntVar(&o.queues, "ublk-queues", o.queues, "ublkctl add -q for every ublk device")
 	f.IntVar(&o.depth, "ublk-depth", o.depth, "ublkctl add -d for every ublk device")
-	f.StringSliceVar(&o.pairs, "pairs", nil, "device pairs to run (default all): "+strings.Join(pairNames(), ","))
+	f.StringSliceVar(&o.pairs, "pairs", nil, "device pairs to run (default all): "+strings.Join(plan.PairNames(), ","))
 	f.DurationVar(&o.rssDuration, "rss-duration", o.rssDuration, "length of the mixed run during which the daemon's memory is sampled (0: none)")
 	f.StringVar(&o.rssDevice, "rss-device", o.rssDevice, "ublk device of the memory run")
 	f.StringVar(&o.kernel, "kernel", o.kernel, "lab guest kernel (6.12 or 7.3)")
@@ -77,15 +77,8 @@ func (o *options) register(cmd *cobra.Command) {
 	f.StringVar(&o.rerender, "rerender", "", "do not run anything: render DIR/results.json again (report, charts, README), with DIR/notes.md or --notes")
 	f.DurationVar(&o.timeout, "timeout", 0, "wall-clock limit of the lab boot (default: estimated from the plan, ×2)")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print the whole guest console, not only the benchmark's progress")
+	f.StringVar(&o.ublksrvDir, "ublksrv", "", "directory of static ublksrv binaries (ublk, ublk.null, ublk.loop; tools/bench/build-ublksrv.sh): adds the C reference daemon's pairs (ref-null, ref-file)")
 	f.StringSliceVar(&o.labExtraFlags, "lab-flag", nil, "extra flag for lab run (repeatable), e.g. --lab-flag=--mem=3072")
-}
-
-func pairNames() []string {
-	names := make([]string, len(plan.Pairs))
-	for i, p := range plan.Pairs {
-		names[i] = p.Name
-	}
-	return names
 }
 
 // plan builds the run's plan: the mode's defaults, then every flag the
@@ -131,15 +124,16 @@ func (o *options) plan(changed func(string) bool) (plan.Plan, error) {
 	if changed("rss-device") {
 		p.RSSDevice = o.rssDevice
 	}
+	p.UblksrvDir = o.ublksrvDir
+	if o.ublksrvDir != "" && !o.smoke {
+		p = p.WithReference()
+	}
 	if len(o.pairs) > 0 {
-		p.Pairs = nil
-		for _, name := range o.pairs {
-			pr, ok := plan.PairByName(name)
-			if !ok {
-				return p, fmt.Errorf("unknown pair %q: want some of %s", name, strings.Join(pairNames(), ","))
-			}
-			p.Pairs = append(p.Pairs, pr)
+		prs, err := plan.PairsNamed(o.pairs...)
+		if err != nil {
+			return p, err
 		}
+		p.Pairs = prs
 	}
 	// Profile only devices the run makes anyway.
 	in := map[string]bool{}

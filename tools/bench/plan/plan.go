@@ -27,17 +27,41 @@ type Plan struct {
 	// Profiles are the (device, job) runs repeated under perf in the
 	// guest (none: no profiling).
 	Profiles []Profile
+	// UblksrvDir holds static builds of ublksrv (ublk, ublk.null,
+	// ublk.loop; tools/bench/build-ublksrv.sh) for the Reference pairs;
+	// "" stages none, and the guest skips those devices.
+	UblksrvDir string
 }
 
-// Default is `make bench`: every pair, 5 s jobs after a 2 s ramp, two
+// Default is `make bench`: every pair but the Reference ones (those need a
+// ublksrv build: bench --ublksrv), 5 s jobs after a 2 s ramp, two
 // repetitions, a one-minute memory run; about 25 minutes of TCG time.
 func Default() Plan {
 	return Plan{
-		Pairs: Pairs, Jobs: Jobs, Runtime: 5 * time.Second, Ramp: 2 * time.Second, Reps: 2,
+		Pairs: pairs(false), Jobs: Jobs, Runtime: 5 * time.Second, Ramp: 2 * time.Second, Reps: 2,
 		SizeMB: 256, UblkQueues: 1, UblkDepth: 128,
 		RSSDevice: "ublk-file-ext4", RSSDuration: time.Minute, RSSInterval: 2 * time.Second,
 		Profiles: DefaultProfiles,
 	}
+}
+
+// pairs are the pairs of Pairs, in order, with or without the Reference
+// ones.
+func pairs(reference bool) []Pair {
+	var out []Pair
+	for _, pr := range Pairs {
+		if reference || !pr.Reference {
+			out = append(out, pr)
+		}
+	}
+	return out
+}
+
+// WithReference is p with every pair: the Reference ones (ublksrv's,
+// which need UblksrvDir) beside the others.
+func (p Plan) WithReference() Plan {
+	p.Pairs = pairs(true)
+	return p
 }
 
 // Long is the careful run: 10 s jobs, three repetitions, the issue's
@@ -208,9 +232,36 @@ func (p Plan) Stage(scriptsDir, dir string) error {
 			return err
 		}
 	}
+	if p.UblksrvDir != "" {
+		if err := stageUblksrv(p.UblksrvDir, dir); err != nil {
+			return err
+		}
+	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			return fmt.Errorf("stage %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// ublksrvBinaries are what ublksrv's `ublk add -t T` needs: the front end
+// execs ublk.T from its own directory.
+var ublksrvBinaries = []string{"ublk", "ublk.null", "ublk.loop"}
+
+// stageUblksrv copies the ublksrv build of src into dir/ublksrv, where the
+// guest's lib.sh looks for it.
+func stageUblksrv(src, dir string) error {
+	if err := os.MkdirAll(filepath.Join(dir, "ublksrv"), 0o755); err != nil {
+		return fmt.Errorf("stage ublksrv: %w", err)
+	}
+	for _, name := range ublksrvBinaries {
+		b, err := os.ReadFile(filepath.Join(src, name))
+		if err != nil {
+			return fmt.Errorf("stage ublksrv (build it with tools/bench/build-ublksrv.sh): %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "ublksrv", name), b, 0o755); err != nil {
+			return fmt.Errorf("stage ublksrv: %w", err)
 		}
 	}
 	return nil

@@ -169,6 +169,44 @@ func TestStage(t *testing.T) {
 	}
 }
 
+// With a ublksrv build, Stage copies its three binaries executable into
+// guest/ublksrv, where lib.sh runs them; a build that lacks one is an
+// error, not a run that skips the device.
+func TestStageUblksrv(t *testing.T) {
+	scripts := t.TempDir()
+	if err := os.WriteFile(filepath.Join(scripts, "10-devices.sh"), []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build := t.TempDir()
+	for _, name := range ublksrvBinaries {
+		if err := os.WriteFile(filepath.Join(build, name), []byte("binary "+name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := Default().WithReference()
+	p.UblksrvDir = build
+	if got := strings.Join(p.Order(1), " "); !strings.Contains(got, "ublk-null ublksrv-null") || !strings.Contains(got, "ublk-file-ext4 ublksrv-file-ext4") {
+		t.Errorf("order %q: ublksrv's devices should run right after the ublk device they are compared with", got)
+	}
+	dir := filepath.Join(t.TempDir(), "guest")
+	if err := p.Stage(scripts, dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range ublksrvBinaries {
+		b, err := os.ReadFile(filepath.Join(dir, "ublksrv", name))
+		fi, serr := os.Stat(filepath.Join(dir, "ublksrv", name))
+		if err != nil || serr != nil || string(b) != "binary "+name || fi.Mode()&0o100 == 0 {
+			t.Errorf("ublksrv/%s staged as %q (%v, %v)", name, b, err, serr)
+		}
+	}
+	if err := os.Remove(filepath.Join(build, "ublk.loop")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stage(scripts, dir); err == nil || !strings.Contains(err.Error(), "ublk.loop") {
+		t.Errorf("Stage with a build lacking ublk.loop: %v", err)
+	}
+}
+
 func TestGuestTimeFitsTheBrief(t *testing.T) {
 	// make bench should take 20-30 minutes of TCG time.
 	if g := Default().GuestTime(); g < 10*time.Minute || g > 40*time.Minute {

@@ -20,7 +20,7 @@ const (
 func (r *Report) ReadmeSection(dir string, charts []string) string {
 	var b strings.Builder
 	b.WriteString("## Benchmarks\n\n")
-	fmt.Fprintf(&b, "`make bench` boots the lab VM once and runs fio (io_uring, `--direct=1`) on every ublk target and, in the same boot, on the kernel driver a user would pick instead: null_blk, brd, loop with direct I/O over the same file, nbd over 127.0.0.1. It writes `bench/results/<date>/` (report.md, results.json, charts); `tools/bench --long` runs 10 s jobs, three repetitions and a 10-minute memory run, `--smoke` a 2-second check of one pair. ")
+	fmt.Fprintf(&b, "`make bench` boots the lab VM once and runs fio (io_uring, `--direct=1`) on every ublk target and, in the same boot, on the kernel driver a user would pick instead: null_blk, brd, loop with direct I/O over the same file, nbd over 127.0.0.1. It writes `bench/results/<date>/` (report.md, results.json, charts); `tools/bench --long` runs 10 s jobs, three repetitions and a 10-minute memory run, `--smoke` a 2-second check of one pair. `make bench UBLKSRV=DIR` also runs ublksrv, the C reference ublk daemon, on the null and file devices (a static build of the user's own ublksrv checkout: `tools/bench/build-ublksrv.sh SRC DIR`). ")
 	fmt.Fprintf(&b, "Latest: [%s](%s), %s, %d repetition(s) of %s per job. The VM is emulated (TCG): absolute numbers are low, the ratios to the peer from the same boot are what to read.\n\n",
 		path.Join(dir, MarkdownFile), path.Join(dir, MarkdownFile), r.Meta.Date, r.Meta.Reps, r.Meta.Runtime)
 	if has(charts, IOPSChart) {

@@ -27,7 +27,11 @@ func withDaemon(r results.Run) results.Run {
 
 func sampleReport() *Report {
 	p := plan.Default()
-	p.Pairs = []plan.Pair{plan.Pairs[0], plan.Pairs[4]} // null, net
+	prs, err := plan.PairsNamed("null", "net")
+	if err != nil {
+		panic(err) // a fixture naming a pair that is gone
+	}
+	p.Pairs = prs
 	con := &results.Console{
 		Info: map[string]string{"kernel": "6.12.107", "cpus": "2", "mem_kb": "2020540", "fio": "fio-3.33",
 			QueueLimitsKey + "null_blk": "max_sectors_kb=127 max_segments=128"},

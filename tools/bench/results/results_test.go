@@ -105,7 +105,11 @@ func TestNewStat(t *testing.T) {
 
 func TestSummarizeRatiosAndTargets(t *testing.T) {
 	p := plan.Default()
-	p.Pairs = []plan.Pair{plan.Pairs[0], plan.Pairs[2], plan.Pairs[4]} // null, file-ext4, net
+	prs, err := plan.PairsNamed("null", "file-ext4", "net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Pairs = prs
 	var lines []string
 	add := func(dev, job string, rep int, r, w, p99 float64) {
 		lines = append(lines, fioLine(dev, job, rep, r, w, p99))
