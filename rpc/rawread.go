@@ -78,7 +78,7 @@ func (r *rawReader) Read(p []byte) (int, error) {
 	if n == 0 {
 		return 0, io.EOF
 	}
-	return n, err
+	return n, nil
 }
 
 // readError names a read's errno as the failed system call (os.SyscallError),
