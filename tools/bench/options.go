@@ -59,7 +59,7 @@ func (o *options) register(cmd *cobra.Command) {
 	f.IntVar(&o.sizeMB, "size-mb", o.sizeMB, "MiB of each device the jobs use (and the backing files' size)")
 	f.IntVar(&o.queues, "ublk-queues", o.queues, "ublkctl add -q for every ublk device")
 	f.IntVar(&o.depth, "ublk-depth", o.depth, "ublkctl add -d for every ublk device")
-	f.StringSliceVar(&o.pairs, "pairs", nil, "device pairs to run (default all): "+strings.Join(plan.PairNames(), ","))
+	f.StringSliceVar(&o.pairs, "pairs", nil, "device pairs to run (default: all but ref-null and ref-file, which --ublksrv adds): "+strings.Join(plan.PairNames(), ","))
 	f.DurationVar(&o.rssDuration, "rss-duration", o.rssDuration, "length of the mixed run during which the daemon's memory is sampled (0: none)")
 	f.StringVar(&o.rssDevice, "rss-device", o.rssDevice, "ublk device of the memory run")
 	f.StringVar(&o.kernel, "kernel", o.kernel, "lab guest kernel (6.12 or 7.3)")
