@@ -368,9 +368,9 @@ func (b *Backend) rebuild(e cluster.Epoch, live []cluster.Node) {
 }
 
 // UsePoller implements backend.PolledBackend: the first queue that offers
-// its thread reads the replies of the node connections (idle ones open
-// now are redialed for it; see rpc.Client.SetPoller), so a reply wakes
-// that thread and nothing else.
+// its thread reads the replies of the node connections (those open now
+// are redialed for it once idle; see rpc.Client.SetPoller), so a reply
+// wakes that thread and nothing else.
 func (b *Backend) UsePoller(p backend.SocketPoller) {
 	if !b.poller.CompareAndSwap(nil, &p) {
 		return
